@@ -1,0 +1,108 @@
+"""`keywarden`: the one command line in front of every component.
+
+Each sub-command module registers its parsers and sets `handler` on the namespace; this module
+only composes them, parses, and turns known errors into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from keywarden.settings import ConfigError, get_settings
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    from keywarden.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(get_settings()))
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+    return 0
+
+
+def _pipeline_run(args: argparse.Namespace) -> int:
+    from pipelines.worker import run_worker
+
+    run_worker(get_settings(), loglevel=args.loglevel)
+    return 0
+
+
+def _produce_synthetic(args: argparse.Namespace) -> int:
+    from keywarden.synthetic import produce, synthetic_traffic
+
+    sent = asyncio.run(produce(synthetic_traffic(args.count, seed=args.seed), get_settings()))
+    print(f"produced {sent} synthetic request events")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from keywarden.demo import run_demo
+
+    return run_demo(get_settings(), events=args.events)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deploy.local.cli import add_kafka_commands
+    from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
+
+    parser = argparse.ArgumentParser(
+        prog="keywarden",
+        description="Wrapped LLM API keys, a policy gateway, and a pipeline that prices every "
+        "request. Configuration: KEYWARDEN_* environment variables (see README).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    dev = commands.add_parser("dev", help="local development stack")
+    add_kafka_commands(dev.add_subparsers(dest="dev_command", required=True))
+
+    add_warehouse_commands(commands)
+    add_db_commands(commands)
+
+    topics = commands.add_parser("topics", help="Kafka topics of the project")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    topics_commands.add_parser("create", help="create missing topics").set_defaults(
+        handler=_topics_create
+    )
+
+    pipeline = commands.add_parser("pipeline", help="the stream processors")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    run = pipeline_commands.add_parser("run", help="run a pipeline worker (faust)")
+    run.add_argument("--loglevel", default="info")
+    run.set_defaults(handler=_pipeline_run)
+
+    produce = commands.add_parser("produce", help="publish synthetic request events")
+    produce.add_argument("--count", type=int, default=100)
+    produce.add_argument("--seed", type=int, default=7)
+    produce.set_defaults(handler=_produce_synthetic)
+
+    demo = commands.add_parser("demo", help="run the whole stack locally with demo traffic")
+    demo.add_argument("--events", type=int, default=500)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        handler: Any = args.handler
+        return int(handler(args) or 0)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The one Kafka client factory: producers, consumers and admin clients built from settings,
+and idempotent creation of the project's topics. aiokafka errors do not leave this module's
+callers untranslated: `KafkaUnavailable` says the broker could not be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from keywarden.settings import Settings, get_settings
+from schemas.topics import TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    """The Kafka cluster could not be reached or refused the operation (retriable)."""
+
+    retriable = True
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
+
+
+def make_producer(settings: Settings | None = None, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent, acks=all producer (not started)."""
+    settings = settings or get_settings()
+    options = _common(settings) | {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "compression_type": None,
+    }
+    return AIOKafkaProducer(**(options | overrides))
+
+
+def make_consumer(
+    *topics: str, group_id: str | None, settings: Settings | None = None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer with manual commits (not started)."""
+    settings = settings or get_settings()
+    options = _common(settings) | {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    return AIOKafkaConsumer(*topics, **(options | overrides))
+
+
+def make_admin(settings: Settings | None = None) -> AIOKafkaAdminClient:
+    settings = settings or get_settings()
+    return AIOKafkaAdminClient(**_common(settings))
+
+
+async def ensure_topics(
+    settings: Settings | None = None, specs: Iterable[TopicSpec] = TOPICS, timeout: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Safe to repeat."""
+    settings = settings or get_settings()
+    admin = make_admin(settings)
+    created: list[str] = []
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        existing = set(await admin.list_topics())
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            topic = NewTopic(
+                name=spec.name,
+                num_partitions=spec.partitions or settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_topic_replication,
+                topic_configs=spec.broker_configs(settings.kafka_retention_ms),
+            )
+            try:
+                await admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+    except (KafkaConnectionError, asyncio.TimeoutError) as error:
+        raise KafkaUnavailable(
+            f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(error).__name__}"
+        ) from None
+    except KafkaError as error:
+        raise KafkaUnavailable(f"Kafka refused topic creation: {error!r}") from None
+    finally:
+        await admin.close()
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    return created

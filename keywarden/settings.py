@@ -1,0 +1,174 @@
+"""The one settings object for every keywarden component, read from `KEYWARDEN_*` variables.
+
+Values are validated when the object is built, and every error names the variable it came from.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the `KEYWARDEN_` variable."""
+
+
+class Settings(BaseSettings):
+    """Configuration for every keywarden process; one field per `KEYWARDEN_<NAME>` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYWARDEN_", extra="ignore", frozen=True)
+
+    # --- where local state lives -------------------------------------------------------
+    home: Path = Field(default=PROJECT_ROOT / ".keywarden", description="folder for local state")
+
+    # --- Kafka -----------------------------------------------------------------------
+    kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="bootstrap servers")
+    kafka_topic_partitions: int = Field(default=6, gt=0)
+    kafka_topic_replication: int = Field(default=1, gt=0)
+    kafka_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+
+    # --- local Kafka broker (deploy/local) -------------------------------------------
+    kafka_version: str = "4.0.2"
+    kafka_port: int = Field(default=19092, gt=0, lt=65536)
+    kafka_controller_port: int = Field(default=19093, gt=0, lt=65536)
+
+    # --- ClickHouse ------------------------------------------------------------------
+    clickhouse_url: str = Field(
+        default="http://default:@127.0.0.1:18123/keywarden",
+        description="http(s)://user:password@host:port/database of a ClickHouse server or the "
+        "embedded warehouse",
+    )
+    warehouse_port: int = Field(default=18123, gt=0, lt=65536)
+    warehouse_password: SecretStr = Field(
+        default=SecretStr(""), description="password of user `default` on the embedded warehouse"
+    )
+
+    # --- pipeline ----------------------------------------------------------------------
+    pipeline_app_id: str = "keywarden-pipeline"
+    pipeline_store: str = "memory://"
+    sink_max_batch_rows: int = Field(default=5000, gt=0)
+    sink_max_batch_seconds: float = Field(default=0.5, gt=0)
+
+    # --- notifier (services/notifier) ---------------------------------------------------
+    # Delivery mode follows what is configured: a bot token -> chat.postMessage, else a webhook
+    # URL -> incoming webhooks, else alerts are printed to the console. Both are secrets.
+    slack_bot_token: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    slack_webhook_urls: SecretStr | None = Field(
+        default=None, description='per-channel webhooks, JSON {"#channel": "https://hooks…"}'
+    )
+    slack_base_url: str = Field(default="https://slack.com/api/", description="Web API base URL")
+    notifier_routes: str = Field(
+        default="",
+        description='tag -> channel: JSON {"team-a": "#a"} (team tag) or "team:a=#a,service:b=#b"',
+    )
+    notifier_default_channel: str = "#keywarden-alerts"
+    notifier_group_id: str = "keywarden-notifier"
+    notifier_alerts_topic: str = "alerts.v1"
+    notifier_dlq_topic: str = "alerts.dlq.v1"
+    notifier_delivered_topic: str = "alerts.delivered.v1"
+    notifier_digest_threshold: int = Field(default=10, gt=0, description="alerts/channel/window")
+    notifier_digest_window_seconds: float = Field(default=60.0, gt=0)
+    notifier_retry_base_seconds: float = Field(default=1.0, gt=0)
+    notifier_retry_max_seconds: float = Field(default=60.0, gt=0)
+    notifier_max_attempts: int = Field(default=0, ge=0, description="0: retry transient errors forever")
+    notifier_rate_limit_retries: int = Field(default=3, ge=0)
+    notifier_http_timeout_seconds: int = Field(default=15, gt=0)
+    notifier_max_in_flight: int = Field(default=1000, gt=0)
+    notifier_deliveries_batch_rows: int = Field(default=500, gt=0)
+    notifier_deliveries_flush_seconds: float = Field(default=2.0, gt=0)
+    notifier_deliveries_max_buffer: int = Field(default=100_000, gt=0)
+
+    # --- money -------------------------------------------------------------------------
+    default_currency: Literal["USD"] = "USD"
+
+    # --- gateway (services/gateway) ----------------------------------------------------
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=18080, ge=0, lt=65536)
+    gateway_id: str = Field(default="", description="names this replica in events; default hostname")
+    gateway_upstream_openai: str = "https://api.openai.com"
+    gateway_upstream_anthropic: str = "https://api.anthropic.com"
+    gateway_upstream_google: str = "https://generativelanguage.googleapis.com"
+    gateway_upstream_timeout_s: float = Field(default=600.0, gt=0)
+    gateway_max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    gateway_trusted_proxies: str = Field(
+        default="", description="comma-separated CIDRs whose X-Forwarded-For is believed"
+    )
+    # Spend data is stale for a key when a request this gateway served for it is older than
+    # this and still not covered by a usage.spend.v1 record, or when the spend topic has not
+    # been readable for this long. `open` keeps enforcing with local knowledge; `closed` refuses.
+    gateway_spend_stale_after_s: float = Field(default=300.0, gt=0)
+    gateway_spend_stale_mode: Literal["open", "closed"] = "open"
+    gateway_default_max_output_tokens: int = Field(default=16384, gt=0)
+    gateway_publish_queue_size: int = Field(default=10000, gt=0)
+    gateway_publish_timeout_s: float = Field(default=3.0, gt=0)
+    gateway_spool_dir: Path | None = Field(default=None, description="default <home>/spool/<id>")
+    gateway_spool_batch: int = Field(default=200, gt=0)
+    gateway_rotation_grace_hours: float = Field(default=24.0, ge=0)
+
+    # --- key vault (services/gateway/vault.py) ------------------------------------------
+    # KEKs come from KEYWARDEN_KEK_<version> (base64 of 32 bytes) when any is set, else from
+    # kek_file (JSON keyring), else from <home>/keyring.json (created 0600 on first use).
+    kek_file: Path | None = None
+    kek_active_version: int | None = Field(default=None, gt=0)
+    key_pepper: SecretStr | None = Field(default=None, description="base64 HMAC pepper")
+    provider_key_rotation_days: Literal[30, 60, 90] = 90
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port…], got {value!r}")
+        return value
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _proxies_are_cidrs(cls, value: str) -> str:
+        import ipaddress
+
+        for cidr in filter(None, (part.strip() for part in value.split(","))):
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+        return value
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        variable = f"KEYWARDEN_{field.upper()}"
+        given = item.get("input")
+        lines.append(f"{variable}: {item['msg']}, got {given!r}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus explicit overrides), raising `ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+__all__ = ["ConfigError", "PROJECT_ROOT", "Settings", "get_settings", "load_settings"]

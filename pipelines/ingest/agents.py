@@ -1,0 +1,149 @@
+"""The ingest agent: batches of `llm.requests.v1` records -> decoded, priced, stored.
+
+The agent is a thin loop; `IngestProcessor.process` does the work for one batch and returns only
+when every record of it is stored in ClickHouse or dead-lettered, so faust acknowledges (and
+later commits) a record only after its row exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
+from pipelines.pricing import PricedRequest, price
+from pipelines.sinks.clickhouse import ClickHouseSink, dead_letter_row, now_version, request_row
+from pipelines.topics import PipelineTopics
+from schemas.pricing import PricingCatalog
+
+log = logging.getLogger(__name__)
+
+StoredHook = Callable[[Sequence[PricedRequest]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """The parts of a Kafka record the processor needs (decoupled from faust's Event)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+
+
+@dataclass
+class IngestProcessor:
+    """Decode, price and store one batch. Hooks run after the batch is stored (step 3 of the
+    sink's flush order), e.g. state updates that must never count an unstored event."""
+
+    catalog: PricingCatalog
+    request_sink: ClickHouseSink
+    dead_letter_sink: ClickHouseSink
+    publish_dead_letter: Callable[[bytes | None, bytes], Awaitable[None]]
+    after_store: list[StoredHook] = field(default_factory=list)
+    stats: IngestStats = field(default_factory=IngestStats)
+
+    async def process(self, records: Sequence[RawRecord]) -> list[PricedRequest]:
+        self.stats.received += len(records)
+        priced: list[PricedRequest] = []
+        source_of: dict[Any, RawRecord] = {}
+        dead: list[tuple[RawRecord, DeadLetter]] = []
+        for record in records:
+            try:
+                item = price(decode(record.value), self.catalog)
+            except DeadLetter as letter:
+                dead.append((record, letter))
+                continue
+            priced.append(item)
+            source_of[item.event.event_id] = record
+
+        # 1. store the priced rows (idempotent); rows ClickHouse refuses become dead letters.
+        version = now_version()
+        ingested_at = datetime.now(UTC)
+        refused = await self.request_sink.write(
+            [request_row(item, ingested_at, version) for item in priced]
+        )
+        if refused:
+            refused_ids = {row[0] for row, _ in refused}
+            dead.extend(
+                (source_of[row[0]], DeadLetter("warehouse_rejected", message))
+                for row, message in refused
+            )
+            priced = [item for item in priced if item.event.event_id not in refused_ids]
+
+        # 2. dead letters: to the DLQ topic (with the original bytes) and to ClickHouse.
+        if dead:
+            await self._dead_letter(dead)
+
+        self.stats.stored += len(priced)
+        # 3. only now may anything treat these events as seen.
+        for hook in self.after_store:
+            await hook(priced)
+        return priced
+
+    async def _dead_letter(self, dead: list[tuple[RawRecord, DeadLetter]]) -> None:
+        rows = []
+        for record, letter in dead:
+            meta = DeadLetterRecord(
+                reason=letter.reason,
+                detail=letter.detail,
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
+            )
+            envelope = {
+                "schema": "llm.request.dead_letter.v1",
+                "reason": meta.reason,
+                "detail": meta.detail,
+                "source": {"topic": meta.source_topic, "partition": meta.source_partition,
+                           "offset": meta.source_offset},
+                "value": (record.value or b"").decode("utf-8", errors="replace"),
+            }
+            await self.publish_dead_letter(record.key, json.dumps(envelope).encode())
+            rows.append(dead_letter_row(meta, record.value))
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset,
+                letter.reason,
+            )
+        refused = await self.dead_letter_sink.write(rows)
+        for _row, message in refused:  # the DLQ topic still holds these records
+            log.error("request_dead_letters refused a row: %s", message)
+        self.stats.dead_lettered += len(dead)
+
+
+def register_ingest(
+    app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
+    batch_seconds: float,
+) -> faust.types.AgentT:
+    """Attach the ingest agent to `app`."""
+
+    @app.agent(topics.requests, name="keywarden.ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch_rows, within=batch_seconds):
+            records = [
+                RawRecord(
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key,
+                    value=event.message.value,
+                )
+                for event in events
+            ]
+            await processor.process(records)
+
+    return ingest

@@ -1,0 +1,61 @@
+"""Turns raw Kafka record values into `RequestEvent`s, or into a dead-letter reason.
+
+The decision is ours, not faust's: values arrive as bytes and every way they can be wrong has a
+named reason that lands on `llm.requests.dlq.v1` beside the original bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from schemas.events.request import REQUEST_SCHEMA, RequestEvent
+
+MAX_DETAIL = 2000
+
+
+class DeadLetter(Exception):
+    """A record that cannot become a `RequestEvent`; `reason` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail[:MAX_DETAIL]
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """What is published to the DLQ topic (as JSON) and stored in `request_dead_letters`."""
+
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
+def decode(raw: bytes | None) -> RequestEvent:
+    """Validate one record value; raise `DeadLetter` with the reason when it is not an event."""
+    if raw is None or raw == b"":
+        raise DeadLetter("empty", "the record has no value")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DeadLetter("not_json", f"value is not UTF-8 JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise DeadLetter("wrong_shape", f"expected a JSON object, got {type(document).__name__}")
+    schema = document.get("schema")
+    if schema != REQUEST_SCHEMA:
+        raise DeadLetter(
+            "unknown_schema", f"schema must be {REQUEST_SCHEMA!r}, got {schema!r}"
+        )
+    try:
+        return RequestEvent.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
+            for item in error.errors(include_url=False, include_input=False)
+        )
+        raise DeadLetter("invalid_event", problems) from None

@@ -1,0 +1,1 @@
+"""ClickHouse DDL: numbered migrations and the runner that applies them."""

@@ -1,0 +1,47 @@
+"""Exports the JSON Schema of every topic's event model to `schemas/jsonschema/`.
+
+Run `python -m schemas.export` after changing a model; a test fails while file and model differ.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.events.alert import AlertEvent
+from schemas.events.request import RequestEvent
+from schemas.events.spend import SpendEvent
+
+JSONSCHEMA_DIR = Path(__file__).with_name("jsonschema")
+
+EXPORTED: dict[str, type[BaseModel]] = {
+    "llm.request.v1": RequestEvent,
+    "alert.v1": AlertEvent,
+    "spend.v1": SpendEvent,
+}
+
+
+def render(name: str, model: type[BaseModel]) -> str:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://keywarden.dev/schemas/{name}.json",
+        **schema,
+    }
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    JSONSCHEMA_DIR.mkdir(exist_ok=True)
+    for name, model in EXPORTED.items():
+        path = JSONSCHEMA_DIR / f"{name}.json"
+        path.write_text(render(name, model), encoding="utf-8")
+        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Kafka topic names and their settings: the one list every component and `keywarden` uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REQUESTS = "llm.requests.v1"
+REQUESTS_DLQ = "llm.requests.dlq.v1"
+SPEND = "usage.spend.v1"
+ALERTS = "alerts.v1"
+ALERTS_DLQ = "alerts.dlq.v1"
+# Which alert states the notifier has delivered (key alert_id:state); compacted, read at start.
+ALERTS_DELIVERED = "alerts.delivered.v1"
+KEYS_REGISTRY = "keys.registry.v1"
+AUDIT = "audit.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the project creates: name, whether it is compacted, and extra broker configs."""
+
+    name: str
+    compacted: bool = False
+    partitions: int | None = None  # None: the configured default (KEYWARDEN_KAFKA_TOPIC_PARTITIONS)
+    retention_ms: int | None = None  # None: the configured default; ignored when compacted
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def broker_configs(self, default_retention_ms: int) -> dict[str, str]:
+        configs = dict(self.configs)
+        if self.compacted:
+            configs.setdefault("cleanup.policy", "compact")
+        else:
+            configs.setdefault("cleanup.policy", "delete")
+            configs.setdefault("retention.ms", str(self.retention_ms or default_retention_ms))
+        return configs
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(REQUESTS),
+    TopicSpec(REQUESTS_DLQ, retention_ms=30 * 24 * 3600 * 1000),
+    TopicSpec(SPEND, compacted=True),
+    TopicSpec(ALERTS),
+    TopicSpec(ALERTS_DLQ, retention_ms=30 * 24 * 3600 * 1000),
+    TopicSpec(ALERTS_DELIVERED, compacted=True),
+    # The registry is the source of truth for keys: compacted, one partition so that every
+    # gateway reads changes in the order they were made.
+    TopicSpec(KEYS_REGISTRY, compacted=True, partitions=1),
+    # The audit trail is kept a year on the broker; ClickHouse audit_log keeps it for good.
+    TopicSpec(AUDIT, partitions=1, retention_ms=365 * 24 * 3600 * 1000),
+)

@@ -1,0 +1,200 @@
+"""Events flow end to end: aiokafka -> real broker -> pipeline worker -> embedded ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from aiokafka import AIOKafkaConsumer
+
+from keywarden.clickhouse import get_client
+from keywarden.kafka import ensure_topics, make_producer
+from keywarden.settings import load_settings
+from keywarden.synthetic import DEFAULT_KEYS, SyntheticKey, produce, synthetic_traffic
+from schemas import topics
+from schemas.events.request import Usage
+from schemas.pricing import load_catalog
+from tests.support.pipeline import wait_until
+
+CATALOG = load_catalog()
+
+
+def unique_keys() -> list[SyntheticKey]:
+    """The default keys under ids no other test uses, so assertions see only this test's rows."""
+    suffix = uuid.uuid4().hex[:8]
+    return [
+        SyntheticKey(**{**key.__dict__, "wrapped_key_id": f"{key.wrapped_key_id}_{suffix}"})
+        for key in DEFAULT_KEYS
+    ]
+
+
+def stored(url: str, keys: list[SyntheticKey]) -> tuple[int, Decimal, int]:
+    client = get_client(url)
+    try:
+        result = client.query(
+            "SELECT count(), sum(cost_usd), uniqExact(event_id) FROM request_events FINAL "
+            "WHERE wrapped_key_id IN {keys:Array(String)}",
+            parameters={"keys": [key.wrapped_key_id for key in keys]},
+        )
+        count, total, unique = result.result_rows[0]
+        return int(count), Decimal(total or 0), int(unique)
+    finally:
+        client.close()
+
+
+async def test_produced_events_are_all_stored_priced_to_the_exact_decimal(
+    kafka_broker, warehouse_db, run_pipeline
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
+    await ensure_topics(settings)
+    keys = unique_keys()
+    events = synthetic_traffic(300, keys=keys, seed=11)
+    expected = sum(
+        (CATALOG.price(e.provider.value, e.model, e.usage, e.occurred_at).cost_usd for e in events),
+        Decimal(0),
+    )
+    run_pipeline(warehouse_db)
+    assert await produce(events, settings) == 300
+
+    count, total, unique = await asyncio.to_thread(
+        wait_until, lambda: (r := stored(warehouse_db, keys))[0] == 300 and r, 60,
+        message="300 rows in request_events",
+    )
+    assert (count, unique) == (300, 300)
+    assert total == expected
+    assert total.as_tuple().exponent == -9  # Decimal(18, 9), never a float
+
+
+async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
+    kafka_broker, warehouse_db, run_pipeline
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
+    await ensure_topics(settings)
+    key = unique_keys()[2]  # anthropic
+    event = synthetic_traffic(1, keys=[key])[0].model_copy(
+        update={
+            "served_model": "claude-sonnet-4-20250514",
+            "usage": Usage(input_tokens=1000, cached_input_tokens=200, cache_write_tokens=300,
+                           output_tokens=77),
+        }
+    )
+    run_pipeline(warehouse_db)
+    await produce([event], settings)
+
+    def row() -> tuple | None:
+        client = get_client(warehouse_db)
+        try:
+            rows = client.query(
+                "SELECT cost_usd, pricing_status, price_entry_id, catalog_version, occurred_at "
+                "FROM request_events FINAL WHERE event_id = {id:UUID}",
+                parameters={"id": str(event.event_id)},
+            ).result_rows
+            return rows[0] if rows else None
+        finally:
+            client.close()
+
+    cost, status, entry, version, occurred_at = await asyncio.to_thread(
+        wait_until, row, 60, message="the hand-priced row"
+    )
+    assert cost == Decimal("0.003840000")  # 500*3 + 200*0.30 + 300*3.75 + 77*15 per 1M tokens
+    assert (status, entry, version) == (
+        "priced", "anthropic/claude-sonnet-4@2025-05-22", CATALOG.catalog_version
+    )
+    assert occurred_at.replace(tzinfo=UTC) == event.occurred_at.replace(
+        microsecond=event.occurred_at.microsecond // 1000 * 1000
+    )
+
+
+async def test_malformed_records_are_dead_lettered_and_the_stream_keeps_going(
+    kafka_broker, warehouse_db, run_pipeline
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
+    await ensure_topics(settings)
+    keys = unique_keys()
+    good = synthetic_traffic(20, keys=keys, seed=5)
+    marker = f"bad-{uuid.uuid4().hex[:8]}".encode()
+    bad_values = [b"{not json", b'{"schema": "llm.request.v9"}', json.dumps({"schema":
+                  "llm.request.v1", "event_id": "nope"}).encode()]
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        deliveries = []
+        for index, event in enumerate(good):
+            deliveries.append(await producer.send(
+                topics.REQUESTS, event.to_json_bytes(), key=event.wrapped_key_id.encode()))
+            if index % 7 == 3:  # bad records between good ones, on the same partition key
+                deliveries.append(await producer.send(
+                    topics.REQUESTS, bad_values[index % 3], key=marker))
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+    run_pipeline(warehouse_db)
+
+    count, _total, _unique = await asyncio.to_thread(
+        wait_until, lambda: (r := stored(warehouse_db, keys))[0] == 20 and r, 60,
+        message="the 20 good rows",
+    )
+    assert count == 20
+
+    consumer = AIOKafkaConsumer(
+        topics.REQUESTS_DLQ, bootstrap_servers=kafka_broker.bootstrap,
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    reasons = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(reasons) < 3 and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    if record.key == marker:
+                        envelope = json.loads(record.value)
+                        reasons.append(envelope["reason"])
+                        assert envelope["source"]["topic"] == topics.REQUESTS
+    finally:
+        await consumer.stop()
+    assert sorted(reasons) == ["invalid_event", "not_json", "unknown_schema"]
+
+    def dead_rows() -> int:
+        client = get_client(warehouse_db)
+        try:
+            return int(client.command(
+                "SELECT count() FROM request_dead_letters FINAL "
+                "WHERE reason IN ('invalid_event', 'not_json', 'unknown_schema')"))
+        finally:
+            client.close()
+
+    assert await asyncio.to_thread(wait_until, dead_rows, 30, message="dead-letter rows") >= 3
+
+
+async def test_the_same_event_delivered_twice_counts_once(
+    kafka_broker, warehouse_db, run_pipeline
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
+    await ensure_topics(settings)
+    keys = unique_keys()[:1]  # one key, one partition: the marker below is read after the rest
+    events = synthetic_traffic(10, keys=keys, seed=3,
+                               start=datetime.now(UTC) - timedelta(hours=1))
+    run_pipeline(warehouse_db)
+    await produce(events, settings)
+    await asyncio.to_thread(
+        wait_until, lambda: stored(warehouse_db, keys)[0] == 10, 60, message="first delivery"
+    )
+    first_total = stored(warehouse_db, keys)[1]
+
+    await produce(events[:4], settings)  # a redelivery, as after a crash before the commit
+    marker = synthetic_traffic(1, keys=keys, seed=99)
+    await produce(marker, settings)  # once this is stored, the redelivered ones were processed
+    await asyncio.to_thread(
+        wait_until, lambda: stored(warehouse_db, keys)[0] == 11, 60, message="marker row"
+    )
+
+    count, total, unique = stored(warehouse_db, keys)
+    assert (count, unique) == (11, 11)
+    marker_cost = CATALOG.price(marker[0].provider.value, marker[0].model, marker[0].usage,
+                                marker[0].occurred_at).cost_usd
+    assert total == first_total + marker_cost

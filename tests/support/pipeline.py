@@ -1,0 +1,116 @@
+"""pytest plugin: a pipeline worker as a real child process (`keywarden pipeline run`), and a
+fresh, migrated ClickHouse database per test on the session's warehouse.
+
+Fixtures: `warehouse_db` (a URL of a new migrated database), `run_pipeline` (a factory that
+starts a worker against the session broker and a database, and stops or kills it at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from keywarden.clickhouse import get_client
+from keywarden.settings import PROJECT_ROOT
+from schemas.clickhouse.migrations import migrate
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
+               message: str = "condition") -> object:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+@dataclass
+class PipelineProcess:
+    """One `keywarden pipeline run` child process."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it exits
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "keywarden.cli", "pipeline", "run", "--loglevel", "warning"],
+            cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no goodbye."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def warehouse_db(warehouse: object) -> str:
+    """A URL for a new database on the session warehouse, with every migration applied."""
+    base = warehouse.url.rsplit("/", 1)[0]  # type: ignore[attr-defined]
+    url = f"{base}/t_{uuid.uuid4().hex[:12]}"
+    client = get_client(url, create_database=True)
+    try:
+        migrate(client)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def run_pipeline(
+    kafka_broker: object, tmp_path: Path
+) -> Iterator[Callable[..., PipelineProcess]]:
+    """Start pipeline workers; each gets its own consumer group unless `app_id` is shared."""
+    started: list[PipelineProcess] = []
+
+    def start(clickhouse_url: str, app_id: str | None = None, **extra: str) -> PipelineProcess:
+        home = tmp_path / f"home-{len(started)}"
+        home.mkdir()
+        env = {
+            **os.environ,
+            "KEYWARDEN_HOME": str(home),
+            "KEYWARDEN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,  # type: ignore[attr-defined]
+            "KEYWARDEN_CLICKHOUSE_URL": clickhouse_url,
+            "KEYWARDEN_PIPELINE_APP_ID": app_id or f"kw-test-{uuid.uuid4().hex[:8]}",
+            "KEYWARDEN_SINK_MAX_BATCH_SECONDS": "0.2",
+            **extra,
+        }
+        worker = PipelineProcess(env=env, log_path=tmp_path / f"pipeline-{len(started)}.log")
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
