@@ -94,14 +94,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # their retry chatter repeats what our one-line errors say
+        for noisy in ("clickhouse_connect", "urllib3", "aiokafka"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         handler: Any = args.handler
         return int(handler(args) or 0)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except _operational_errors() as error:
+        print(f"keywarden {args.command}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _operational_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "something outside is missing or down": one line, no traceback."""
+    from deploy.local.kafka import LocalKafkaError, PrerequisiteMissing
+    from keywarden.clickhouse import ClickHouseUnavailable
+    from keywarden.kafka import KafkaUnavailable
+
+    return (ClickHouseUnavailable, KafkaUnavailable, LocalKafkaError, PrerequisiteMissing)
 
 
 if __name__ == "__main__":

@@ -56,15 +56,21 @@ def parse_clickhouse_url(url: str) -> ClickHouseTarget:
     """Split `http(s)://user:password@host:port/database?setting=value` into its parts."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"KEYWARDEN_CLICKHOUSE_URL must look like http(s)://user:password@host:port/database, "
-                          f"got {redact_url(url)!r}")
+        raise ConfigError(
+            f"KEYWARDEN_CLICKHOUSE_URL must look like http(s)://user:password@host:port/database, "
+            f"got {redact_url(url)!r}"
+        )
     try:
         port = parts.port or (8443 if parts.scheme == "https" else 8123)
     except ValueError:
-        raise ConfigError(f"KEYWARDEN_CLICKHOUSE_URL has an invalid port: {redact_url(url)!r}") from None
+        raise ConfigError(
+            f"KEYWARDEN_CLICKHOUSE_URL has an invalid port: {redact_url(url)!r}"
+        ) from None
     database = unquote(parts.path.strip("/")) or "default"
     if "/" in database:
-        raise ConfigError(f"KEYWARDEN_CLICKHOUSE_URL path must be one database name, got {database!r}")
+        raise ConfigError(
+            f"KEYWARDEN_CLICKHOUSE_URL path must be one database name, got {database!r}"
+        )
     return ClickHouseTarget(
         interface=parts.scheme,
         host=parts.hostname,
@@ -90,9 +96,14 @@ def get_client(url: str | None = None, *, create_database: bool = False, **kw: A
     options["settings"] = {**target.settings, **options.get("settings", {})}
     try:
         client = clickhouse_connect.get_client(
-            interface=target.interface, host=target.host, port=target.port,
-            username=target.username, password=target.password,
-            database=None if create_database else target.database, **options)
+            interface=target.interface,
+            host=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            database=None if create_database else target.database,
+            **options,
+        )
         if create_database:
             try:
                 client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(target.database)}")
@@ -103,8 +114,16 @@ def get_client(url: str | None = None, *, create_database: bool = False, **kw: A
     except OperationalError as error:
         # clickhouse-connect names host and port only; ours adds the redacted URL. Errors the
         # server answered with (bad password, unknown database) stay DatabaseError.
-        raise ClickHouseUnavailable(f"cannot reach ClickHouse at {target.redacted}: {error}") from error
+        raise ClickHouseUnavailable(
+            f"cannot reach ClickHouse at {target.redacted}: {error}"
+        ) from error
     return client
 
 
-__all__ = ["ClickHouseTarget", "ClickHouseUnavailable", "get_client", "parse_clickhouse_url", "redact_url"]
+__all__ = [
+    "ClickHouseTarget",
+    "ClickHouseUnavailable",
+    "get_client",
+    "parse_clickhouse_url",
+    "redact_url",
+]

@@ -72,7 +72,9 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise MigrationError(f"{path} is not named NNNN_description.sql")
         version = int(match.group(1))
         if version in migrations:
-            raise MigrationError(f"{path.name} reuses version {version} of {migrations[version].name}")
+            raise MigrationError(
+                f"{path.name} reuses version {version} of {migrations[version].name}"
+            )
         migrations[version] = Migration(version, path.name, path.read_text(encoding="utf-8"))
     return [migrations[version] for version in sorted(migrations)]
 
@@ -109,4 +111,11 @@ def migrate(client: Client, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return done
 
 
-__all__ = ["ChecksumMismatch", "MIGRATIONS_DIR", "Migration", "MigrationError", "discover", "migrate"]
+__all__ = [
+    "ChecksumMismatch",
+    "MIGRATIONS_DIR",
+    "Migration",
+    "MigrationError",
+    "discover",
+    "migrate",
+]

@@ -1,0 +1,1 @@
+"""Deployment of keywarden: the local stack and manifests for real clusters."""
