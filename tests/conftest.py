@@ -5,5 +5,6 @@ plugin modules in tests/support/, each started once per session."""
 pytest_plugins = [
     "tests.support.kafka",
     "tests.support.warehouse",
+    "tests.support.fake_provider",
     "tests.support.pipeline",
 ]

@@ -295,10 +295,10 @@ def test_db_migrate_command_prints_what_it_applied(
     url = f"http://default:@127.0.0.1:{warehouse.port}/cli_{uuid.uuid4().hex[:8]}"
     args = parser.parse_args(["db", "migrate", "--url", url, "--dir", str(tmp_path)])
 
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     assert capsys.readouterr().out.splitlines() == [
         "applied 0001_events.sql",
         "applied 0002_view.sql",
     ]
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     assert "up to date" in capsys.readouterr().out
