@@ -48,6 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
+    from services.notifier.cli import add_notifier_commands
 
     parser = argparse.ArgumentParser(
         prog="keywarden",
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--count", type=int, default=100)
     produce.add_argument("--seed", type=int, default=7)
     produce.set_defaults(handler=_produce_synthetic)
+
+    add_notifier_commands(commands)
 
     demo = commands.add_parser("demo", help="run the whole stack locally with demo traffic")
     demo.add_argument("--events", type=int, default=500)

@@ -59,6 +59,23 @@ class Settings(BaseSettings):
     sink_max_batch_rows: int = Field(default=5000, gt=0)
     sink_max_batch_seconds: float = Field(default=0.5, gt=0)
 
+    # --- analytics (pipelines/rollups, pipelines/detect, pipelines/alerts) ---------------
+    # Event time drives everything: an event older than its key's newest event by more than
+    # the allowed lateness is stored in ClickHouse but no longer counted in the faust state.
+    analytics_allowed_lateness_seconds: float = Field(default=3600.0, ge=0)
+    analytics_spike_factor: float = Field(default=2.0, gt=1)
+    analytics_spike_min_requests_hour: int = Field(default=50, ge=0)
+    analytics_spike_min_requests_day: int = Field(default=500, ge=0)
+    analytics_spike_cooldown_seconds: float = Field(default=6 * 3600.0, ge=0)
+    analytics_spike_min_history_days: int = Field(default=3, ge=1, le=7)
+    analytics_budget_thresholds: str = Field(default="50,80,100", description="percent, comma-separated")
+    analytics_first_use_grace_seconds: float = Field(default=3600.0, ge=0)
+    analytics_orphan_days: int = Field(default=30, gt=0)
+    analytics_timer_seconds: float = Field(default=60.0, gt=0, description="orphan/rotation checks")
+    analytics_rollup_flush_seconds: float = Field(default=2.0, gt=0)
+    analytics_registry_wait_seconds: float = Field(default=10.0, ge=0)
+    analytics_state_retention_days: int = Field(default=35, ge=8)
+
     # --- notifier (services/notifier) ---------------------------------------------------
     # Delivery mode follows what is configured: a bot token -> chat.postMessage, else a webhook
     # URL -> incoming webhooks, else alerts are printed to the console. Both are secrets.
@@ -81,10 +98,11 @@ class Settings(BaseSettings):
     notifier_digest_window_seconds: float = Field(default=60.0, gt=0)
     notifier_retry_base_seconds: float = Field(default=1.0, gt=0)
     notifier_retry_max_seconds: float = Field(default=60.0, gt=0)
-    notifier_max_attempts: int = Field(default=0, ge=0, description="0: retry transient errors forever")
+    notifier_max_attempts: int = Field(default=0, ge=0, description="0: retry transient forever")
     notifier_rate_limit_retries: int = Field(default=3, ge=0)
     notifier_http_timeout_seconds: int = Field(default=15, gt=0)
     notifier_max_in_flight: int = Field(default=1000, gt=0)
+    notifier_session_timeout_ms: int = Field(default=10_000, ge=6000, description="group session")
     notifier_deliveries_batch_rows: int = Field(default=500, gt=0)
     notifier_deliveries_flush_seconds: float = Field(default=2.0, gt=0)
     notifier_deliveries_max_buffer: int = Field(default=100_000, gt=0)
@@ -141,6 +159,21 @@ class Settings(BaseSettings):
         for cidr in filter(None, (part.strip() for part in value.split(","))):
             ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
         return value
+
+    # --- analytics validators ---
+    @field_validator("analytics_budget_thresholds")
+    @classmethod
+    def _thresholds_are_percentages(cls, value: str) -> str:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not parts or not all(part.isdigit() and 0 < int(part) <= 1000 for part in parts):
+            raise ValueError(f"expected percentages like 50,80,100, got {value!r}")
+        return value
+
+    @property
+    def budget_thresholds(self) -> tuple[int, ...]:
+        """`analytics_budget_thresholds` as sorted integer percentages."""
+        parts = self.analytics_budget_thresholds.split(",")
+        return tuple(sorted({int(part) for part in parts if part.strip()}))
 
     @property
     def data_dir(self) -> Path:

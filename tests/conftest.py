@@ -5,6 +5,7 @@ plugin modules in tests/support/, each started once per session."""
 pytest_plugins = [
     "tests.support.kafka",
     "tests.support.warehouse",
+    "tests.support.fake_slack",
     "tests.support.fake_provider",
     "tests.support.pipeline",
 ]
