@@ -48,6 +48,12 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
+    from keywarden.scan.cli import add_scan_commands
+    from services.gateway.cli import (
+        add_gateway_commands,
+        add_keys_commands,
+        add_providers_commands,
+    )
     from services.notifier.cli import add_notifier_commands
 
     parser = argparse.ArgumentParser(
@@ -82,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--seed", type=int, default=7)
     produce.set_defaults(handler=_produce_synthetic)
 
+    add_keys_commands(commands)
+    add_providers_commands(commands)
+    add_gateway_commands(commands)
+    add_scan_commands(commands)
     add_notifier_commands(commands)
 
     demo = commands.add_parser("demo", help="run the whole stack locally with demo traffic")

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.fake_slack",
     "tests.support.fake_provider",
     "tests.support.pipeline",
+    "tests.support.gateway",
 ]

@@ -1,0 +1,222 @@
+"""Publishing request events without holding up responses: `publish()` only enqueues; one
+background task sends batches to Kafka, and when Kafka cannot take them, appends them to the
+durable spool and keeps serving. The spool is drained in order once Kafka is back.
+
+Order of work for each batch taken from the queue:
+  1. if the spool holds anything, the batch goes behind it in the spool (keeps order);
+  2. else it is sent; records Kafka did not acknowledge are appended to the spool;
+  3. a non-empty spool is drained oldest first, at most once a second while Kafka is down;
+     a drained batch is acknowledged in the spool only after Kafka acknowledged every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
+from keywarden.settings import Settings
+from schemas.events.request import RequestEvent
+from schemas.topics import REQUESTS, TOPICS
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+Record = tuple[str, bytes | None, bytes]
+DRAIN_RETRY_S = 1.0
+
+
+class EventPublisher:
+    def __init__(self, settings: Settings, spool: Spool, metrics: GatewayMetrics) -> None:
+        self._settings = settings
+        self._spool = spool
+        self._metrics = metrics
+        self._timeout = settings.gateway_publish_timeout_s
+        self._batch = settings.gateway_spool_batch
+        self._queue: asyncio.Queue[Record] = asyncio.Queue(
+            maxsize=settings.gateway_publish_queue_size
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._next_drain = 0.0
+        self._idle = asyncio.Event()
+        self._topic_ready = False
+        metrics.spool_backlog.set(spool.backlog)
+
+    # --- the hot path ---------------------------------------------------------------------
+
+    def publish(self, event: RequestEvent) -> None:
+        """Enqueue; never waits. A full queue spills straight into the spool (still durable)."""
+        record = (REQUESTS, event.wrapped_key_id.encode(), event.to_json_bytes())
+        self._idle.clear()
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self._spool.append([record])
+            self._metrics.events_spooled.inc()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="request-event-publisher")
+
+    async def stop(self) -> None:
+        """Send (or spool) everything queued, then close the producer. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), self._timeout * 3)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            leftover = []
+            while not self._queue.empty():
+                leftover.append(self._queue.get_nowait())
+            await asyncio.to_thread(self._spool.append, leftover)
+        await self._close_producer()
+
+    async def __aenter__(self) -> EventPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True once the queue is empty and the spool drained (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.empty() and not self._spool.pending and self._idle.is_set():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # --- the worker ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if batch:
+                if self._spool.pending:
+                    await self._to_spool(batch)  # 1.
+                else:
+                    failed = await self._send(batch)  # 2.
+                    if failed:
+                        await self._to_spool(failed)
+            if self._spool.pending and time.monotonic() >= self._next_drain:
+                await self._drain()  # 3.
+            self._metrics.spool_backlog.set(self._spool.backlog)
+            if self._queue.empty() and not self._spool.pending:
+                self._idle.set()
+                if self._stopping:
+                    return
+            elif self._stopping and self._queue.empty() and time.monotonic() < self._next_drain:
+                return  # Kafka is down at shutdown: the spool keeps the rest for next start
+
+    async def _next_batch(self) -> list[Record]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), 0.2 if self._stopping else 0.5)
+        except TimeoutError:
+            return []
+        batch = [first]
+        while len(batch) < self._batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _to_spool(self, records: list[Record]) -> None:
+        await asyncio.to_thread(self._spool.append, records)
+        self._metrics.events_spooled.inc(len(records))
+
+    async def _drain(self) -> None:
+        while self._spool.pending:
+            spooled = await asyncio.to_thread(self._spool.peek, self._batch)
+            if not spooled:
+                return
+            failed = await self._send([(r.topic, r.key, r.value) for r in spooled])
+            if len(failed) == len(spooled):
+                self._next_drain = time.monotonic() + DRAIN_RETRY_S
+                return
+            # Acknowledge the batch; the few Kafka refused go to the back (sent once, late).
+            await asyncio.to_thread(self._spool.ack, spooled[-1], len(spooled))
+            if failed:
+                await self._to_spool(failed)
+                self._next_drain = time.monotonic() + DRAIN_RETRY_S
+                return
+            log.info("sent %d spooled request events; %d left", len(spooled), self._spool.backlog)
+
+    async def _send(self, batch: list[Record]) -> list[Record]:
+        """Send and wait for acknowledgements; return the records that were not acknowledged."""
+        producer = await self._ensure_producer()
+        if producer is None:
+            return batch
+        futures: list[asyncio.Future[object]] = []
+        try:
+            for topic, key, value in batch:
+                futures.append(
+                    await asyncio.wait_for(producer.send(topic, value, key=key), self._timeout)
+                )
+        except (TimeoutError, KafkaError) as error:
+            log.warning("Kafka did not take request events: %s", type(error).__name__)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [
+            record
+            for record, result in zip(batch, results, strict=False)
+            if isinstance(result, BaseException)
+        ]
+        failed += batch[len(futures) :]
+        sent = len(batch) - len(failed)
+        if sent:
+            self._metrics.events_published.inc(sent)
+        if failed:
+            self._metrics.publish_failures.inc()
+            await self._close_producer()  # start afresh: no retries of abandoned batches
+        return failed
+
+    async def _ensure_producer(self) -> AIOKafkaProducer | None:
+        if self._producer is not None:
+            return self._producer
+        # Not idempotent on purpose: an idempotent producer retries forever; this one gives up
+        # after the timeout so that the events move to the durable spool instead.
+        producer = make_producer(
+            self._settings,
+            enable_idempotence=False,
+            acks="all",
+            request_timeout_ms=int(self._timeout * 1000),
+            retry_backoff_ms=100,
+            max_batch_size=1024 * 1024,
+            linger_ms=2,
+        )
+        try:
+            if not self._topic_ready:
+                specs = [spec for spec in TOPICS if spec.name == REQUESTS]
+                await ensure_topics(self._settings, specs, timeout=self._timeout)
+                self._topic_ready = True
+            await asyncio.wait_for(producer.start(), self._timeout)
+        except (TimeoutError, KafkaError, KafkaUnavailable, OSError) as error:
+            log.warning("Kafka unreachable for request events (%s); spooling", type(error).__name__)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 1.0)
+            self._next_drain = time.monotonic() + DRAIN_RETRY_S
+            return None
+        self._producer = producer
+        return producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), self._timeout)
+
+
+__all__ = ["EventPublisher"]

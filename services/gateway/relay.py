@@ -1,0 +1,101 @@
+"""Relaying a streamed provider answer to the client chunk by chunk through the adapter's stream
+parser, noticing when the client goes away, and reporting how the stream ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from starlette.types import Receive, Scope, Send
+
+from services.gateway.errors import UpstreamError
+from services.gateway.forward import UpstreamResponse
+from services.gateway.providers import StreamParser
+
+
+class StreamEnd(StrEnum):
+    COMPLETE = "complete"
+    CLIENT_GONE = "client_gone"
+    UPSTREAM_FAILED = "upstream_failed"
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    end: StreamEnd
+    first_token_at: float | None  # perf_counter time the first token was forwarded
+
+
+class StreamRelay:
+    """An ASGI response that streams `upstream` through `parser`; `on_done` always runs once."""
+
+    def __init__(
+        self,
+        upstream: UpstreamResponse,
+        parser: StreamParser,
+        headers: dict[str, str],
+        on_done: Callable[[StreamResult], None],
+    ) -> None:
+        self._upstream = upstream
+        self._parser = parser
+        self._headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self._on_done = on_done
+        self._first_token_at: float | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relay = asyncio.create_task(self._relay(send))
+        watch = asyncio.create_task(self._watch_disconnect(receive))
+        end = StreamEnd.COMPLETE
+        try:
+            done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if relay not in done:
+                end = StreamEnd.CLIENT_GONE
+            elif (error := relay.exception()) is not None:
+                end = (
+                    StreamEnd.UPSTREAM_FAILED
+                    if isinstance(error, UpstreamError)
+                    else StreamEnd.CLIENT_GONE
+                )
+        finally:
+            for task in (relay, watch):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            await self._upstream.close()
+            self._on_done(StreamResult(end, self._first_token_at))
+
+    async def _relay(self, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self._upstream.status_code,
+                "headers": self._headers,
+            }
+        )
+        parser = self._parser
+        async for chunk in self._upstream.chunks():
+            out = parser.feed(chunk)
+            if out:
+                if self._first_token_at is None and parser.first_token_seen:
+                    self._first_token_at = time.perf_counter()
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        tail = parser.finish()
+        if self._first_token_at is None and parser.first_token_seen:
+            self._first_token_at = time.perf_counter()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+
+__all__ = ["StreamEnd", "StreamRelay", "StreamResult"]
