@@ -24,13 +24,6 @@ def _topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_run(args: argparse.Namespace) -> int:
-    from pipelines.worker import run_worker
-
-    run_worker(get_settings(), loglevel=args.loglevel)
-    return 0
-
-
 def _produce_synthetic(args: argparse.Namespace) -> int:
     from keywarden.synthetic import produce, synthetic_traffic
 
@@ -48,7 +41,9 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
+    from keywarden.report import add_report_commands
     from keywarden.scan.cli import add_scan_commands
+    from pipelines.cli import add_pipeline_commands
     from services.gateway.cli import (
         add_gateway_commands,
         add_keys_commands,
@@ -79,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = commands.add_parser("pipeline", help="the stream processors")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
-    run = pipeline_commands.add_parser("run", help="run a pipeline worker (faust)")
-    run.add_argument("--loglevel", default="info")
-    run.set_defaults(handler=_pipeline_run)
+    add_pipeline_commands(pipeline_commands)
 
     produce = commands.add_parser("produce", help="publish synthetic request events")
     produce.add_argument("--count", type=int, default=100)
@@ -92,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_providers_commands(commands)
     add_gateway_commands(commands)
     add_scan_commands(commands)
+    add_report_commands(commands)
     add_notifier_commands(commands)
 
     demo = commands.add_parser("demo", help="run the whole stack locally with demo traffic")

@@ -68,13 +68,17 @@ class Settings(BaseSettings):
     analytics_spike_min_requests_day: int = Field(default=500, ge=0)
     analytics_spike_cooldown_seconds: float = Field(default=6 * 3600.0, ge=0)
     analytics_spike_min_history_days: int = Field(default=3, ge=1, le=7)
-    analytics_budget_thresholds: str = Field(default="50,80,100", description="percent, comma-separated")
+    analytics_budget_thresholds: str = Field(
+        default="50,80,100", description="percent, comma-separated"
+    )
     analytics_first_use_grace_seconds: float = Field(default=3600.0, ge=0)
     analytics_orphan_days: int = Field(default=30, gt=0)
     analytics_timer_seconds: float = Field(default=60.0, gt=0, description="orphan/rotation checks")
     analytics_rollup_flush_seconds: float = Field(default=2.0, gt=0)
     analytics_registry_wait_seconds: float = Field(default=10.0, ge=0)
     analytics_state_retention_days: int = Field(default=35, ge=8)
+    # How long the broker waits for a silent (killed) worker before it hands its partitions on.
+    pipeline_session_timeout_seconds: float = Field(default=60.0, ge=6)
 
     # --- notifier (services/notifier) ---------------------------------------------------
     # Delivery mode follows what is configured: a bot token -> chat.postMessage, else a webhook
@@ -106,6 +110,20 @@ class Settings(BaseSettings):
     notifier_deliveries_batch_rows: int = Field(default=500, gt=0)
     notifier_deliveries_flush_seconds: float = Field(default=2.0, gt=0)
     notifier_deliveries_max_buffer: int = Field(default=100_000, gt=0)
+
+    # --- admin (services/admin: admin API, audit sink, expiry alerts) --------------------
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=18090, ge=0, lt=65536)
+    admin_url: str = Field(default="http://127.0.0.1:18090", description="the CLI's admin API")
+    admin_token: SecretStr | None = Field(default=None, description="the CLI's kwa_… credential")
+    admin_credential_days: int = Field(default=90, gt=0, description="default credential expiry")
+    admin_expiry_warn_days: float = Field(default=7.0, gt=0, description="alert before expiry")
+    admin_expiry_check_seconds: float = Field(default=3600.0, gt=0)
+    admin_audit_sink: bool = Field(default=True, description="run the audit sink in the server")
+    admin_audit_sink_group: str = "keywarden-audit-sink"
+    admin_audit_sink_batch_rows: int = Field(default=500, gt=0)
+    admin_audit_sink_batch_seconds: float = Field(default=0.5, gt=0)
+    admin_http_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # --- money -------------------------------------------------------------------------
     default_currency: Literal["USD"] = "USD"

@@ -24,5 +24,7 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_every=500,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.pipeline_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.pipeline_session_timeout_seconds / 3),
         datadir=str(settings.home / "faust"),
     )

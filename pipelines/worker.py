@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import faust
 
 from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics
 from keywarden.settings import Settings
+from pipelines.alerts.emitter import AlertEmitter
 from pipelines.app import create_app
+from pipelines.detect.agents import (
+    ANOMALY_COLUMNS,
+    BASELINE_COLUMNS,
+    AnalyticsStep,
+    DetectConfig,
+    KeyAnalyzer,
+)
+from pipelines.detect.timers import KeyHygieneCheck
 from pipelines.ingest.agents import IngestProcessor, register_ingest
+from pipelines.registry import RegistryView
+from pipelines.rollups.state import KeyStateStore
+from pipelines.rollups.tables import declare_tables
+from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import DEAD_LETTER_COLUMNS, REQUEST_COLUMNS, ClickHouseSink
 from pipelines.topics import PipelineTopics, declare_topics
 from schemas.pricing import PricingCatalog, load_catalog
@@ -25,6 +41,7 @@ class Pipeline:
     app: faust.App
     topics: PipelineTopics
     ingest: IngestProcessor
+    analytics: AnalyticsStep
 
 
 def build_pipeline(
@@ -47,10 +64,67 @@ def build_pipeline(
         dead_letter_sink=ClickHouseSink(client, "request_dead_letters", DEAD_LETTER_COLUMNS),
         publish_dead_letter=publish_dead_letter,
     )
+    analytics = add_analytics(app, topics, settings, processor, client)
     register_ingest(
         app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds
     )
-    return Pipeline(app=app, topics=topics, ingest=processor)
+    return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics)
+
+
+def add_analytics(
+    app: faust.App, topics: PipelineTopics, settings: Settings, processor: IngestProcessor,
+    client: Callable[[], Any],
+) -> AnalyticsStep:
+    """Per-key state, detection, spend and rollups: an after-store hook plus background work."""
+    tables = declare_tables(app, settings.kafka_topic_partitions)
+    config = DetectConfig.from_settings(settings)
+    store = KeyStateStore(tables, config.allowed_lateness,
+                          timedelta(days=settings.analytics_state_retention_days))
+    registry = RegistryView(settings)
+
+    def policy_of(key: str) -> Any:
+        record = registry.wrapped_key(key)
+        return record.policy if record is not None else None
+
+    async def publish_alert(key: bytes, value: bytes) -> None:
+        await (await topics.alerts.send(key=key, value=value))  # wait for the broker's ack
+
+    async def publish_spend(key: bytes, value: bytes) -> None:
+        await topics.spend.send(key=key, value=value)  # flushed before the offsets commit
+
+    def assigned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.requests
+                .get_topic_name()}
+
+    emitter = AlertEmitter(publish_alert, client)
+    refresher = RollupRefresher(client, settings.analytics_rollup_flush_seconds)
+    step = AnalyticsStep(
+        store=store, analyzer=KeyAnalyzer(store, config, policy_of), emitter=emitter,
+        anomaly_sink=ClickHouseSink(client, "anomalies", ANOMALY_COLUMNS),
+        baseline_sink=ClickHouseSink(client, "key_baselines", BASELINE_COLUMNS),
+        publish_spend=publish_spend, refresher=refresher, registry=registry,
+        catalog_version=processor.catalog.catalog_version,
+        registry_wait_seconds=settings.analytics_registry_wait_seconds,
+        assigned_partitions=assigned,
+    )
+    processor.after_store.append(step)
+    hygiene = KeyHygieneCheck(registry, emitter, client, settings.analytics_orphan_days)
+
+    @app.task
+    async def start_background() -> None:
+        await registry.start()
+        await refresher.start()
+
+    @app.timer(settings.analytics_timer_seconds, on_leader=True)
+    async def key_hygiene() -> None:
+        await hygiene.run()
+
+    @app.on_before_shutdown.connect
+    async def stop_background(app: faust.App, **_kw: Any) -> None:
+        await refresher.stop()
+        await registry.stop()
+
+    return step
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

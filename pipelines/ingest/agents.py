@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,8 @@ from schemas.pricing import PricingCatalog
 
 log = logging.getLogger(__name__)
 
-StoredHook = Callable[[Sequence[PricedRequest]], Awaitable[None]]
+# A hook gets the stored requests and, by event_id, the Kafka record each came from.
+StoredHook = Callable[[Sequence[PricedRequest], Mapping[Any, "RawRecord"]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class IngestProcessor:
         self.stats.stored += len(priced)
         # 3. only now may anything treat these events as seen.
         for hook in self.after_store:
-            await hook(priced)
+            await hook(priced, source_of)
         return priced
 
     async def _dead_letter(self, dead: list[tuple[RawRecord, DeadLetter]]) -> None:

@@ -60,7 +60,9 @@ async def test_produced_events_are_all_stored_priced_to_the_exact_decimal(
     assert await produce(events, settings) == 300
 
     count, total, unique = await asyncio.to_thread(
-        wait_until, lambda: (r := stored(warehouse_db, keys))[0] == 300 and r, 60,
+        wait_until,
+        lambda: (r := stored(warehouse_db, keys))[0] == 300 and r,
+        60,
         message="300 rows in request_events",
     )
     assert (count, unique) == (300, 300)
@@ -77,8 +79,9 @@ async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
     event = synthetic_traffic(1, keys=[key])[0].model_copy(
         update={
             "served_model": "claude-sonnet-4-20250514",
-            "usage": Usage(input_tokens=1000, cached_input_tokens=200, cache_write_tokens=300,
-                           output_tokens=77),
+            "usage": Usage(
+                input_tokens=1000, cached_input_tokens=200, cache_write_tokens=300, output_tokens=77
+            ),
         }
     )
     run_pipeline(warehouse_db)
@@ -101,7 +104,9 @@ async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
     )
     assert cost == Decimal("0.003840000")  # 500*3 + 200*0.30 + 300*3.75 + 77*15 per 1M tokens
     assert (status, entry, version) == (
-        "priced", "anthropic/claude-sonnet-4@2025-05-22", CATALOG.catalog_version
+        "priced",
+        "anthropic/claude-sonnet-4@2025-05-22",
+        CATALOG.catalog_version,
     )
     assert occurred_at.replace(tzinfo=UTC) == event.occurred_at.replace(
         microsecond=event.occurred_at.microsecond // 1000 * 1000
@@ -116,32 +121,43 @@ async def test_malformed_records_are_dead_lettered_and_the_stream_keeps_going(
     keys = unique_keys()
     good = synthetic_traffic(20, keys=keys, seed=5)
     marker = f"bad-{uuid.uuid4().hex[:8]}".encode()
-    bad_values = [b"{not json", b'{"schema": "llm.request.v9"}', json.dumps({"schema":
-                  "llm.request.v1", "event_id": "nope"}).encode()]
+    bad_values = [
+        b"{not json",
+        b'{"schema": "llm.request.v9"}',
+        json.dumps({"schema": "llm.request.v1", "event_id": "nope"}).encode(),
+    ]
     producer = make_producer(settings)
     await producer.start()
     try:
         deliveries = []
         for index, event in enumerate(good):
-            deliveries.append(await producer.send(
-                topics.REQUESTS, event.to_json_bytes(), key=event.wrapped_key_id.encode()))
+            deliveries.append(
+                await producer.send(
+                    topics.REQUESTS, event.to_json_bytes(), key=event.wrapped_key_id.encode()
+                )
+            )
             if index % 7 == 3:  # bad records between good ones, on the same partition key
-                deliveries.append(await producer.send(
-                    topics.REQUESTS, bad_values[index % 3], key=marker))
+                deliveries.append(
+                    await producer.send(topics.REQUESTS, bad_values[index % 3], key=marker)
+                )
         await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
     run_pipeline(warehouse_db)
 
     count, _total, _unique = await asyncio.to_thread(
-        wait_until, lambda: (r := stored(warehouse_db, keys))[0] == 20 and r, 60,
+        wait_until,
+        lambda: (r := stored(warehouse_db, keys))[0] == 20 and r,
+        60,
         message="the 20 good rows",
     )
     assert count == 20
 
     consumer = AIOKafkaConsumer(
-        topics.REQUESTS_DLQ, bootstrap_servers=kafka_broker.bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        topics.REQUESTS_DLQ,
+        bootstrap_servers=kafka_broker.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     reasons = []
@@ -162,9 +178,12 @@ async def test_malformed_records_are_dead_lettered_and_the_stream_keeps_going(
     def dead_rows() -> int:
         client = get_client(warehouse_db)
         try:
-            return int(client.command(
-                "SELECT count() FROM request_dead_letters FINAL "
-                "WHERE reason IN ('invalid_event', 'not_json', 'unknown_schema')"))
+            return int(
+                client.command(
+                    "SELECT count() FROM request_dead_letters FINAL "
+                    "WHERE reason IN ('invalid_event', 'not_json', 'unknown_schema')"
+                )
+            )
         finally:
             client.close()
 
@@ -177,8 +196,7 @@ async def test_the_same_event_delivered_twice_counts_once(
     settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
     await ensure_topics(settings)
     keys = unique_keys()[:1]  # one key, one partition: the marker below is read after the rest
-    events = synthetic_traffic(10, keys=keys, seed=3,
-                               start=datetime.now(UTC) - timedelta(hours=1))
+    events = synthetic_traffic(10, keys=keys, seed=3, start=datetime.now(UTC) - timedelta(hours=1))
     run_pipeline(warehouse_db)
     await produce(events, settings)
     await asyncio.to_thread(
@@ -195,6 +213,7 @@ async def test_the_same_event_delivered_twice_counts_once(
 
     count, total, unique = stored(warehouse_db, keys)
     assert (count, unique) == (11, 11)
-    marker_cost = CATALOG.price(marker[0].provider.value, marker[0].model, marker[0].usage,
-                                marker[0].occurred_at).cost_usd
+    marker_cost = CATALOG.price(
+        marker[0].provider.value, marker[0].model, marker[0].usage, marker[0].occurred_at
+    ).cost_usd
     assert total == first_total + marker_cost

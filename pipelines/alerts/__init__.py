@@ -1,0 +1,1 @@
+"""Alerts: `AlertEvent`s built from rule findings, emitted to alerts.v1 and ClickHouse."""

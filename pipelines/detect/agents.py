@@ -1,0 +1,350 @@
+"""The analytics step that runs after each batch is stored: count the batch into the per-key
+state, run the per-key rules in event time, and emit alerts, anomalies, baselines and spend.
+
+Order (each batch; the ingest agent calls this only after the rows are in ClickHouse):
+  1. count every event into its key-hour bucket in the batch cache (a redelivered id is a no-op)
+     and evaluate the rules at each hour the key's clock passes and at the end of the batch;
+  2. publish the alerts (alerts.v1, then the `alerts` table) and write anomalies and baselines;
+  3. write the state to the faust tables (changelogs; faust flushes them before it commits);
+  4. publish each touched key's spend to usage.spend.v1 (compacted, key = wrapped_key_id);
+  5. hand the touched spans to the rollup refresher (background).
+Alerts go out before the state that remembers them, so a crash in between re-detects them on
+redelivery (and step 2 drops what was already published) instead of forgetting them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from keywarden.settings import Settings
+from pipelines.alerts import build
+from pipelines.alerts.emitter import AlertEmitter
+from pipelines.detect.budget import day_period, month_period, newly_crossed
+from pipelines.detect.first_use import is_first_use
+from pipelines.detect.spike import (
+    Baseline,
+    baseline_from_days,
+    counts_as_history,
+    detect_spike,
+    spike_transition,
+)
+from pipelines.detect.unknown_price import unknown_models
+from pipelines.pricing import PricedRequest
+from pipelines.registry import RegistryView
+from pipelines.rollups.state import DAY, KeyRecord, KeyStateStore, day_start, hour_start
+from pipelines.rollups.volume import Volume
+from pipelines.rollups.warehouse import RollupRefresher
+from pipelines.sinks.clickhouse import ClickHouseSink, now_version
+from schemas.events.alert import AlertEvent
+from schemas.events.keys import KeyPolicy
+from schemas.events.request import KeyTags
+from schemas.events.spend import SpendEvent
+
+log = logging.getLogger(__name__)
+
+ANOMALY_COLUMNS = (
+    "alert_id", "detected_at", "wrapped_key_id", "key_scope", "rule", "grain", "period", "metric",
+    "observed", "baseline", "ratio", "factor", "history_days", "row_version",
+)  # fmt: skip
+BASELINE_COLUMNS = (
+    "day", "wrapped_key_id", "history_days", "avg_daily_requests", "avg_daily_tokens",
+    "avg_daily_cost_usd", "avg_hourly_requests", "avg_hourly_tokens", "avg_hourly_cost_usd",
+    "computed_at", "row_version",
+)  # fmt: skip
+_Q9 = Decimal("0.000000001")
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    allowed_lateness: timedelta = timedelta(hours=1)
+    spike_factor: Decimal = Decimal(2)
+    min_requests_hour: int = 50
+    min_requests_day: int = 500
+    cooldown: timedelta = timedelta(hours=6)
+    min_history_days: int = 3
+    budget_thresholds: tuple[int, ...] = (50, 80, 100)
+    first_use_grace: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DetectConfig:
+        return cls(
+            allowed_lateness=timedelta(seconds=settings.analytics_allowed_lateness_seconds),
+            spike_factor=Decimal(str(settings.analytics_spike_factor)),
+            min_requests_hour=settings.analytics_spike_min_requests_hour,
+            min_requests_day=settings.analytics_spike_min_requests_day,
+            cooldown=timedelta(seconds=settings.analytics_spike_cooldown_seconds),
+            min_history_days=settings.analytics_spike_min_history_days,
+            budget_thresholds=settings.budget_thresholds,
+            first_use_grace=timedelta(seconds=settings.analytics_first_use_grace_seconds),
+        )
+
+
+@dataclass
+class BatchOutput:
+    alerts: list[AlertEvent] = field(default_factory=list)
+    anomalies: list[tuple[Any, ...]] = field(default_factory=list)
+    baselines: list[tuple[Any, ...]] = field(default_factory=list)
+    spend: list[SpendEvent] = field(default_factory=list)
+
+
+@dataclass
+class AnalyticsStats:
+    counted: int = 0
+    duplicates: int = 0
+    late: int = 0
+    alerts: int = 0
+
+
+def _tags(record: KeyRecord) -> KeyTags:
+    return KeyTags.model_validate(record.tags.get("tags", {}))
+
+
+class KeyAnalyzer:
+    """Counts one key's events into the state and runs its rules. Synchronous, no I/O."""
+
+    def __init__(self, store: KeyStateStore, config: DetectConfig,
+                 policy_of: Callable[[str], KeyPolicy | None]) -> None:
+        self.store = store
+        self.config = config
+        self.policy_of = policy_of
+        self.stats = AnalyticsStats()
+
+    def analyze(self, partition: int, key: str, items: Sequence[PricedRequest],
+                out: BatchOutput) -> None:
+        store, config = self.store, self.config
+        record = store.record(partition, key)
+        last = items[-1].event
+        record.tags = {"scope": last.key_scope, "tags": last.tags.model_dump()}
+        store.touch(partition, key)
+        policy = self.policy_of(key)
+        checked_hour = hour_start(record.watermark) if record.watermark else None
+        for item in sorted(items, key=lambda i: i.event.occurred_at):
+            event, at = item.event, item.event.occurred_at
+            if record.watermark and at < record.watermark - config.allowed_lateness:
+                self.stats.late += 1  # stored in ClickHouse; too late for the faust state
+                continue
+            if record.watermark and day_start(at) > day_start(record.watermark):
+                self._close_periods(record, key, at, out)
+            record.observe(at)
+            counted = store.count(partition, key, event.event_id, at, event.usage.total_tokens,
+                                  item.priced.cost_usd)
+            if counted:
+                self.stats.counted += 1
+            else:
+                self.stats.duplicates += 1
+            model = event.model
+            if model and model not in record.models:
+                assert record.first_seen is not None
+                if is_first_use(model, record.models, first_seen=record.first_seen, at=at,
+                                grace=config.first_use_grace):
+                    out.alerts.append(build.first_use_alert(
+                        wrapped_key_id=key, key_scope=event.key_scope, tags=event.tags,
+                        model=model, provider=event.provider.value, at=at))
+                record.models[model] = at.isoformat()
+            if counted and policy is not None and item.priced.cost_usd:
+                self._budget(partition, key, record, policy, at, out)
+            if checked_hour is not None and hour_start(at) != checked_hour:
+                self._spikes(partition, key, record, at, out)
+            checked_hour = hour_start(at)
+        if record.watermark is None:
+            return
+        self._spikes(partition, key, record, record.watermark, out)
+        out.spend.append(self._spend(partition, key, record))
+
+    # -- rules ---------------------------------------------------------------------------
+    def _close_periods(self, record: KeyRecord, key: str, at: datetime, out: BatchOutput) -> None:
+        """The key's clock entered a new day: that day's and (maybe) month's alerts resolve."""
+        today, month = day_period(f"{at:%Y-%m-%d}"), month_period(f"{at:%Y-%m}")
+        for slot, facts in sorted(record.open_alerts.items()):
+            period = facts["period"]
+            if (period.startswith("day:") and period != today) or (
+                period.startswith("month:") and period != month
+            ):
+                out.alerts.append(build.resolved(
+                    facts, at=at, wrapped_key_id=key, key_scope=record.tags.get("scope", ""),
+                    tags=_tags(record), summary="A new period started under the threshold."))
+                del record.open_alerts[slot]
+                record.resolved_at[slot] = at.isoformat()
+        record.fired = {p: t for p, t in record.fired.items() if p in (today, month)}
+
+    def _budget(self, partition: int, key: str, record: KeyRecord, policy: KeyPolicy,
+                at: datetime, out: BatchOutput) -> None:
+        assert record.watermark is not None
+        day = self.store.day_volume(partition, key, day_start(at), record.watermark).cost_usd
+        checks = [(day_period(f"{at:%Y-%m-%d}"), policy.daily_budget_usd, day)]
+        if policy.monthly_budget_usd is not None:
+            month = self.store.month_volume(partition, key, at).cost_usd
+            checks.append((month_period(f"{at:%Y-%m}"), policy.monthly_budget_usd, month))
+        for period, cap, spend in checks:
+            fired = record.fired.get(period, [])
+            crossed = newly_crossed(spend, cap, self.config.budget_thresholds, fired)
+            if not crossed or cap is None:
+                continue
+            record.fired[period] = sorted({*fired, *crossed})
+            alert = build.budget_alert(
+                wrapped_key_id=key, key_scope=record.tags.get("scope", ""), tags=_tags(record),
+                period=period, percent=max(crossed), spend=spend, cap=cap, at=at)
+            out.alerts.append(alert)
+            record.open_alerts[f"budget:{period.split(':')[0]}:{max(crossed)}"] = \
+                build.facts_of(alert)
+
+    def baseline(self, partition: int, key: str, record: KeyRecord,
+                 today: datetime) -> Baseline | None:
+        assert record.first_seen is not None and record.watermark is not None
+        days: list[Volume | None] = []
+        for back in range(1, 8):
+            day = today - back * DAY
+            days.append(
+                self.store.day_volume(partition, key, day, record.watermark)
+                if counts_as_history(record.first_seen, day) else None
+            )
+        return baseline_from_days(days, self.config.min_history_days)
+
+    def _spikes(self, partition: int, key: str, record: KeyRecord, now: datetime,
+                out: BatchOutput) -> None:
+        config = self.config
+        today = day_start(now)
+        baseline = self.baseline(partition, key, record, today)
+        if baseline is not None and record.baseline_day != f"{today:%Y-%m-%d}":
+            record.baseline_day = f"{today:%Y-%m-%d}"
+            out.baselines.append(_baseline_row(key, today, baseline))
+        scope, tags = record.tags.get("scope", ""), _tags(record)
+        for grain in ("hour", "day"):
+            slot = f"spike:{grain}"
+            facts = record.open_alerts.get(slot)
+            if grain == "day" and facts is not None:
+                continue  # the day so far only grows: a day alert resolves when the day ends
+            finding = None
+            if baseline is not None:
+                if grain == "hour":
+                    observed = self.store.trailing_hour(partition, key, now)
+                    average, minimum = baseline.hourly, config.min_requests_hour
+                else:
+                    observed = self.store.day_volume(partition, key, today, now)
+                    average, minimum = baseline.daily, config.min_requests_day
+                finding = detect_spike(observed, average, factor=config.spike_factor,
+                                       min_requests=minimum)
+            last_resolved = record.resolved_at.get(slot) if grain == "hour" else None
+            action = spike_transition(
+                is_open=facts is not None, finding=finding, now=now,
+                last_resolved_at=datetime.fromisoformat(last_resolved) if last_resolved else None,
+                cooldown=config.cooldown)
+            if action == "open":
+                assert finding is not None and baseline is not None
+                period = (f"hour:{now:%Y-%m-%dT%H:%M}" if grain == "hour"
+                          else day_period(f"{today:%Y-%m-%d}"))
+                alert = build.spike_alert(
+                    wrapped_key_id=key, key_scope=scope, tags=tags, grain=grain, period=period,
+                    finding=finding, baseline=baseline, factor=config.spike_factor, at=now)
+                out.alerts.append(alert)
+                record.open_alerts[slot] = build.facts_of(alert)
+                version = now_version()
+                out.anomalies.extend(
+                    (alert.alert_id, now, key, scope, "spike", grain, period, figure.metric,
+                     figure.observed.quantize(_Q9), figure.baseline.quantize(_Q9), figure.ratio,
+                     config.spike_factor, baseline.history_days, version)
+                    for figure in finding.figures
+                )
+            elif action == "resolve":
+                assert facts is not None
+                out.alerts.append(build.resolved(
+                    facts, at=now, wrapped_key_id=key, key_scope=scope, tags=tags,
+                    summary=f"Back under {config.spike_factor}x the 7-day average."))
+                del record.open_alerts[slot]
+                record.resolved_at[slot] = now.isoformat()
+
+    def _spend(self, partition: int, key: str, record: KeyRecord) -> SpendEvent:
+        assert record.watermark is not None
+        now = record.watermark
+        day = self.store.day_volume(partition, key, day_start(now), now)
+        month = self.store.month_volume(partition, key, now)
+        return SpendEvent(
+            wrapped_key_id=key, day=now.date(), month=f"{now:%Y-%m}",
+            spend_today_usd=day.cost_usd, spend_month_usd=month.cost_usd,
+            requests_today=day.requests, as_of=now, updated_at=datetime.now(UTC),
+        )
+
+
+def _baseline_row(key: str, today: datetime, baseline: Baseline) -> tuple[Any, ...]:
+    daily, hourly = baseline.daily, baseline.hourly
+    return (
+        today.date(), key, baseline.history_days, daily.requests.quantize(_Q9),
+        daily.tokens.quantize(_Q9), daily.cost_usd.quantize(_Q9), hourly.requests.quantize(_Q9),
+        hourly.tokens.quantize(_Q9), hourly.cost_usd.quantize(_Q9), datetime.now(UTC),
+        now_version(),
+    )
+
+
+Publish = Callable[[bytes, bytes], Awaitable[None]]
+
+
+@dataclass
+class AnalyticsStep:
+    """The `after_store` hook of the ingest processor (see the module docstring for the order)."""
+
+    store: KeyStateStore
+    analyzer: KeyAnalyzer
+    emitter: AlertEmitter
+    anomaly_sink: ClickHouseSink
+    baseline_sink: ClickHouseSink
+    publish_spend: Publish
+    refresher: RollupRefresher
+    registry: RegistryView
+    catalog_version: str
+    registry_wait_seconds: float = 10.0
+    assigned_partitions: Callable[[], set[int]] = field(default=lambda: set())
+    expire_every_seconds: float = 600.0
+    _registry_waited: bool = False
+    _announced_unknown: set[str] = field(default_factory=set)
+    _last_expiry: float = field(default_factory=time.monotonic)
+
+    async def __call__(self, stored: Sequence[PricedRequest],
+                       sources: Mapping[Any, Any]) -> None:
+        if not stored:
+            return
+        if not self._registry_waited:
+            await self.registry.wait_ready(self.registry_wait_seconds)
+            self._registry_waited = True
+        groups: dict[tuple[int, str], list[PricedRequest]] = {}
+        for item in stored:
+            partition = sources[item.event.event_id].partition
+            groups.setdefault((partition, item.event.wrapped_key_id), []).append(item)
+        out = BatchOutput()
+        try:
+            # 1. count and detect, in the batch cache
+            for (partition, key), items in groups.items():
+                self.analyzer.analyze(partition, key, items, out)
+            for subject, item in unknown_models(stored, self._announced_unknown).items():
+                event = item.event
+                out.alerts.append(build.unknown_price_alert(
+                    subject=subject, wrapped_key_id=event.wrapped_key_id,
+                    key_scope=event.key_scope, tags=event.tags, model=event.model or "",
+                    at=event.occurred_at, catalog_version=self.catalog_version))
+            # 2. alerts (topic, then table), anomalies, baselines
+            await self.emitter.emit(out.alerts)
+            self.analyzer.stats.alerts += len(out.alerts)
+            self._announced_unknown.update(
+                a.details["subject"] for a in out.alerts if "subject" in a.details)
+            await self.anomaly_sink.write(out.anomalies)
+            await self.baseline_sink.write(out.baselines)
+            # 3. state to the tables
+            self.store.flush()
+        except BaseException:
+            self.store.reset()  # the batch will be redelivered; start from the tables again
+            raise
+        # 4. spend for the gateways
+        for spend in out.spend:
+            await self.publish_spend(spend.wrapped_key_id.encode(), spend.to_json_bytes())
+        # 5. rollups, in the background
+        for item in stored:
+            self.refresher.mark(item.event.wrapped_key_id, item.event.occurred_at)
+        if time.monotonic() - self._last_expiry > self.expire_every_seconds:
+            self._last_expiry = time.monotonic()
+            deleted, stripped = self.store.expire(self.assigned_partitions())
+            log.info("state expiry: %d buckets deleted, %d stripped of ids", deleted, stripped)

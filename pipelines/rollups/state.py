@@ -1,0 +1,289 @@
+"""Per-key state documents and their store over the faust tables.
+
+Exactness under redelivery: the counters of one key-hour and the ids of the events counted in
+them live in ONE table value (`HourBucket`), written as one changelog record. After a SIGKILL
+either that record reached the changelog (then the recovered bucket already lists the redelivered
+event ids and counting them again is a no-op) or it did not (then the count was lost with it and
+counting again is right). The bucket is written only in the after-store step, so an id is never
+marked seen before its row is in ClickHouse. Everything else (`KeyRecord`: watermark, models seen,
+alert state) is idempotent to re-apply. Day, month and 7-day figures are sums of hour buckets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pipelines.rollups.tables import StateTables
+from pipelines.rollups.volume import ZERO, Volume
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+SEEN_IDS_DAYS = 8  # ids are kept for the 7-day window plus a day; counters for the retention
+
+
+def hour_start(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_start(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_start(at: datetime) -> datetime:
+    return day_start(at).replace(day=1)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass
+class HourBucket:
+    """One key's counters for one UTC hour, per minute, with the ids of the events counted."""
+
+    requests: int = 0
+    tokens: int = 0
+    cost_usd: Decimal = ZERO
+    unpriced: int = 0
+    # minute of the hour -> [requests, tokens, cost]
+    minutes: dict[int, list[Any]] = field(default_factory=dict)
+    seen: set[bytes] = field(default_factory=set)
+
+    def add(self, event_id: uuid.UUID, minute: int, tokens: int, cost: Decimal | None) -> bool:
+        """Count one event; False (and nothing changes) when its id was counted already."""
+        if event_id.bytes in self.seen:
+            return False
+        self.seen.add(event_id.bytes)
+        self.requests += 1
+        self.tokens += tokens
+        slot = self.minutes.setdefault(minute, [0, 0, ZERO])
+        slot[0] += 1
+        slot[1] += tokens
+        if cost is None:
+            self.unpriced += 1
+        else:
+            self.cost_usd += cost
+            slot[2] += cost
+        return True
+
+    @property
+    def volume(self) -> Volume:
+        return Volume(self.requests, self.tokens, self.cost_usd)
+
+    def minutes_volume(self, first: int, last: int) -> Volume:
+        """The volume of minutes first..last inclusive."""
+        total = Volume()
+        for minute, (requests, tokens, cost) in self.minutes.items():
+            if first <= minute <= last:
+                total = total + Volume(requests, tokens, cost)
+        return total
+
+    def strip(self) -> None:
+        """Drop the per-minute detail and seen ids once the hour left the 7-day window."""
+        self.minutes.clear()
+        self.seen.clear()
+
+    def encode(self) -> bytes:
+        return json.dumps({
+            "r": self.requests, "t": self.tokens, "c": str(self.cost_usd), "u": self.unpriced,
+            "m": {str(m): [r, t, str(c)] for m, (r, t, c) in self.minutes.items()},
+            "ids": base64.b64encode(b"".join(sorted(self.seen))).decode(),
+        }, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> HourBucket:
+        doc = json.loads(raw)
+        ids = base64.b64decode(doc["ids"])
+        return cls(
+            requests=doc["r"], tokens=doc["t"], cost_usd=Decimal(doc["c"]), unpriced=doc["u"],
+            minutes={int(m): [r, t, Decimal(c)] for m, (r, t, c) in doc["m"].items()},
+            seen={ids[i:i + 16] for i in range(0, len(ids), 16)},
+        )
+
+
+@dataclass
+class KeyRecord:
+    """Idempotent per-key state: event-time watermark, models seen and the state of its alerts."""
+
+    first_seen: datetime | None = None
+    watermark: datetime | None = None
+    models: dict[str, str] = field(default_factory=dict)  # model -> first use (ISO event time)
+    open_alerts: dict[str, dict[str, str]] = field(default_factory=dict)  # slot -> alert facts
+    resolved_at: dict[str, str] = field(default_factory=dict)  # slot -> last resolution
+    fired: dict[str, list[int]] = field(default_factory=dict)  # budget period -> thresholds
+    baseline_day: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # latest scope and tags, for alerts
+
+    def observe(self, at: datetime) -> None:
+        self.first_seen = min(self.first_seen, at) if self.first_seen else at
+        self.watermark = max(self.watermark, at) if self.watermark else at
+
+    def encode(self) -> bytes:
+        return json.dumps({
+            "first": _iso(self.first_seen), "wm": _iso(self.watermark), "models": self.models,
+            "open": self.open_alerts, "resolved": self.resolved_at, "fired": self.fired,
+            "baseline_day": self.baseline_day, "tags": self.tags,
+        }, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> KeyRecord:
+        doc = json.loads(raw)
+        return cls(
+            first_seen=_parse(doc["first"]), watermark=_parse(doc["wm"]), models=doc["models"],
+            open_alerts=doc["open"], resolved_at=doc["resolved"], fired=doc["fired"],
+            baseline_day=doc["baseline_day"], tags=doc.get("tags", {}),
+        )
+
+
+def _hour_key(partition: int, wrapped_key_id: str, hour: datetime) -> bytes:
+    return f"{partition}|{wrapped_key_id}|{hour:%Y-%m-%dT%H}".encode()
+
+
+def _record_key(partition: int, wrapped_key_id: str) -> bytes:
+    return f"{partition}|{wrapped_key_id}".encode()
+
+
+class KeyStateStore:
+    """Reads and writes the state tables through a per-batch cache; `flush()` writes it back.
+
+    Writes reach the tables only in `flush()`: hour buckets first, key records after.
+    """
+
+    def __init__(self, tables: StateTables, allowed_lateness: timedelta,
+                 retention: timedelta = timedelta(days=35)) -> None:
+        self.tables = tables
+        self.allowed_lateness = allowed_lateness
+        self.retention = retention
+        self._hours: dict[bytes, HourBucket | None] = {}
+        self._records: dict[bytes, KeyRecord] = {}
+        self._dirty_hours: set[bytes] = set()
+        self._dirty_records: set[bytes] = set()
+        self._closed_days: dict[tuple[int, str, datetime], Volume] = {}
+        self.clock: datetime | None = None  # newest event time this process has counted
+
+    # -- reading -------------------------------------------------------------------------
+    def record(self, partition: int, wrapped_key_id: str) -> KeyRecord:
+        key = _record_key(partition, wrapped_key_id)
+        if key not in self._records:
+            raw = self.tables.keys.get(key)
+            self._records[key] = KeyRecord.decode(raw) if raw else KeyRecord()
+        return self._records[key]
+
+    def bucket(self, partition: int, wrapped_key_id: str, hour: datetime) -> HourBucket | None:
+        key = _hour_key(partition, wrapped_key_id, hour)
+        if key not in self._hours:
+            raw = self.tables.hours.get(key)
+            self._hours[key] = HourBucket.decode(raw) if raw else None
+        return self._hours[key]
+
+    def volume(self, partition: int, wrapped_key_id: str, start: datetime, end: datetime) -> Volume:
+        """The counted volume of the whole hours in [start, end)."""
+        total = Volume()
+        hour = hour_start(start)
+        while hour < end:
+            found = self.bucket(partition, wrapped_key_id, hour)
+            if found is not None:
+                total = total + found.volume
+            hour += HOUR
+        return total
+
+    def day_volume(self, partition: int, wrapped_key_id: str, day: datetime,
+                   watermark: datetime) -> Volume:
+        """A UTC day's volume; days no late event can reach any more are cached."""
+        cache_key = (partition, wrapped_key_id, day)
+        if cache_key in self._closed_days:
+            return self._closed_days[cache_key]
+        total = self.volume(partition, wrapped_key_id, day, day + DAY)
+        if day + DAY + self.allowed_lateness < watermark:
+            self._closed_days[cache_key] = total
+        return total
+
+    def month_volume(self, partition: int, wrapped_key_id: str, now: datetime) -> Volume:
+        total = Volume()
+        day = month_start(now)
+        while day <= now:
+            total = total + self.day_volume(partition, wrapped_key_id, day, now)
+            day += DAY
+        return total
+
+    def trailing_hour(self, partition: int, wrapped_key_id: str, now: datetime) -> Volume:
+        """The volume of the 60 minutes ending with the minute of `now`."""
+        current = hour_start(now)
+        total = Volume()
+        this_hour = self.bucket(partition, wrapped_key_id, current)
+        if this_hour is not None:
+            total = total + this_hour.minutes_volume(0, now.minute)
+        previous = self.bucket(partition, wrapped_key_id, current - HOUR)
+        if previous is not None:
+            total = total + previous.minutes_volume(now.minute + 1, 59)
+        return total
+
+    # -- writing -------------------------------------------------------------------------
+    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID, at: datetime,
+              tokens: int, cost: Decimal | None) -> bool:
+        """Count one event in its own hour (event time); False if it was counted before."""
+        hour = hour_start(at)
+        key = _hour_key(partition, wrapped_key_id, hour)
+        found = self.bucket(partition, wrapped_key_id, hour)
+        if found is None:
+            found = self._hours[key] = HourBucket()
+        if not found.add(event_id, at.minute, tokens, cost):
+            return False
+        self._dirty_hours.add(key)
+        self._closed_days.pop((partition, wrapped_key_id, day_start(at)), None)
+        self.clock = max(self.clock, at) if self.clock else at
+        return True
+
+    def touch(self, partition: int, wrapped_key_id: str) -> None:
+        self._dirty_records.add(_record_key(partition, wrapped_key_id))
+
+    def flush(self) -> None:
+        """Write dirty buckets, then dirty key records, to the tables (and so the changelogs)."""
+        for key in sorted(self._dirty_hours):
+            bucket = self._hours[key]
+            assert bucket is not None
+            self.tables.hours[key] = bucket.encode()
+        for key in sorted(self._dirty_records):
+            self.tables.keys[key] = self._records[key].encode()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the batch cache (after a flush, or when a batch is abandoned)."""
+        self._hours.clear()
+        self._records.clear()
+        self._dirty_hours.clear()
+        self._dirty_records.clear()
+
+    def expire(self, partitions: set[int]) -> tuple[int, int]:
+        """Delete buckets past the retention and strip ids from buckets past 8 days, for the
+        given (actively assigned) partitions. Returns (deleted, stripped)."""
+        if self.clock is None:
+            return 0, 0
+        drop_before = f"{hour_start(self.clock - self.retention):%Y-%m-%dT%H}"
+        strip_before = f"{hour_start(self.clock - timedelta(days=SEEN_IDS_DAYS)):%Y-%m-%dT%H}"
+        deleted = stripped = 0
+        for key in list(self.tables.hours.keys()):
+            text = key.decode()
+            partition, hour = text.split("|", 1)[0], text.rsplit("|", 1)[1]
+            if int(partition) not in partitions:
+                continue
+            if hour < drop_before:
+                del self.tables.hours[key]
+                deleted += 1
+            elif hour < strip_before:
+                bucket = HourBucket.decode(self.tables.hours[key])
+                if bucket.seen:
+                    bucket.strip()
+                    self.tables.hours[key] = bucket.encode()
+                    stripped += 1
+        return deleted, stripped
