@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:  # their retry chatter repeats what our one-line errors say
-        for noisy in ("clickhouse_connect", "urllib3", "aiokafka"):
+        for noisy in ("clickhouse_connect", "urllib3", "aiokafka", "httpx", "httpx2", "google_genai"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         handler: Any = args.handler

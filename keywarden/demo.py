@@ -1,8 +1,11 @@
-"""`keywarden demo`: the whole local stack on the embedded default, fed with demo traffic.
+"""`keywarden demo`: the whole local stack on the embedded default, driven by the official SDKs.
 
-It starts what is not already running (Kafka broker, embedded warehouse, pipeline worker),
-sends traffic, waits until it is in ClickHouse, prints what arrived, and stops what it started,
-on completion or Ctrl-C.
+It starts what is not already running (Kafka, the embedded warehouse) and everything else it
+needs (pipeline worker, notifier in console mode, fake provider, gateway), registers provider
+keys and wrapped keys for several teams, seeds a week of history, sends traffic through the
+gateway (streaming and not) including a spike, a budget breach, a refused model and the first
+use of a model, then prints a spend report and the alerts raised. It stops what it started, on
+completion or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,51 +30,69 @@ from deploy.local.warehouse import spawn_warehouse, stop_warehouse
 from keywarden.clickhouse import get_client, parse_clickhouse_url
 from keywarden.kafka import ensure_topics
 from keywarden.settings import PROJECT_ROOT, Settings
-from keywarden.synthetic import produce, synthetic_traffic
+from keywarden.synthetic import produce
 from schemas.clickhouse.migrations import migrate
+from schemas.events.keys import KeyPolicy
+from schemas.events.request import KeyTags, Outcome, Provider, RequestEvent, Usage
+from schemas.ids import uuid7
+from services.fakes.provider import FakeProvider
+
+DEMO_PROVIDER_SECRETS = {  # what the local fake provider accepts; never real keys
+    "openai": "sk-demo-openai-0001",
+    "anthropic": "sk-ant-demo-0001",
+    "google": "AIza-demo-0001",
+}
+# Lower volume floors so that a demo-sized burst counts as a spike (see README: analytics).
+DEMO_PIPELINE_ENV = {
+    "KEYWARDEN_ANALYTICS_SPIKE_MIN_REQUESTS_HOUR": "10",
+    "KEYWARDEN_ANALYTICS_SPIKE_MIN_REQUESTS_DAY": "40",
+    "KEYWARDEN_ANALYTICS_FIRST_USE_GRACE_SECONDS": "60",
+}
 
 
 def _say(message: str) -> None:
     print(f"[keywarden demo] {message}", flush=True)
 
 
-def start_kafka(settings: Settings, stack: ExitStack) -> LocalKafka:
-    kafka = LocalKafka.from_settings(settings)
-    if kafka.status().running:
-        _say(f"Kafka already running at {kafka.bootstrap}")
-        return kafka
-    _say(f"starting Apache Kafka {settings.kafka_version} (KRaft) at {kafka.bootstrap} …")
-    run_blocking(kafka.start(timeout=120))
-    stack.callback(lambda: run_blocking(kafka.stop()))
-    return kafka
+@dataclass(frozen=True)
+class DemoKey:
+    """A wrapped key the demo creates, with the traffic it sends."""
+
+    scope: str
+    team: str
+    service: str
+    environment: str
+    cost_center: str
+    provider: Provider
+    model: str
+    policy: KeyPolicy
 
 
-def start_warehouse(settings: Settings, stack: ExitStack) -> None:
-    target = parse_clickhouse_url(settings.clickhouse_url)
-    try:
-        with urllib.request.urlopen(f"{target.interface}://{target.host}:{target.port}/ping",
-                                    timeout=2) as answer:
-            if answer.status == 200:
-                _say(f"ClickHouse already answering at {target.redacted}")
-                return
-    except OSError:  # nothing answers yet: start the embedded one
-        pass
-    data_dir = settings.data_dir / "warehouse"
-    _say(f"starting the embedded warehouse (chDB) on port {settings.warehouse_port}, data in "
-         f"{data_dir} …")
-    process = spawn_warehouse(data_dir, settings.warehouse_port)
-    stack.callback(stop_warehouse, process)
+DEMO_KEYS = (
+    DemoKey("payments-chatbot-prod", "payments", "chatbot", "prod", "CC-100", Provider.OPENAI,
+            "gpt-4o-mini", KeyPolicy(monthly_budget_usd=Decimal(500), rpm=600,
+                                     allowed_models=("gpt-4o-mini", "gpt-4o"))),
+    DemoKey("payments-chatbot-dev", "payments", "chatbot", "dev", "CC-100", Provider.OPENAI,
+            "gpt-4o-mini", KeyPolicy(daily_budget_usd=Decimal("0.002"))),
+    DemoKey("search-rerank-prod", "search", "rerank", "prod", "CC-200", Provider.ANTHROPIC,
+            "claude-haiku-4-5", KeyPolicy(daily_budget_usd=Decimal(50),
+                                          allowed_cidrs=("127.0.0.0/8", "::1/128"))),
+    DemoKey("growth-summaries-staging", "growth", "summaries", "staging", "CC-300",
+            Provider.GOOGLE, "gemini-2.5-flash", KeyPolicy(daily_budget_usd=Decimal(20))),
+)  # fmt: skip
 
 
-def start_pipeline(settings: Settings, stack: ExitStack) -> subprocess.Popen[bytes]:
-    log_path = settings.home / "logs" / "pipeline.log"
+# --- the stack ----------------------------------------------------------------------------
+
+
+def _child(command: list[str], log_path: Path, stack: ExitStack, env: dict[str, str] | None = None,
+           to_console: bool = False) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    _say(f"starting the pipeline worker (log: {log_path}) …")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "keywarden.cli", "pipeline", "run", "--loglevel", "warning"],
-            cwd=PROJECT_ROOT, env=os.environ.copy(), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "keywarden.cli", *command], cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            stdout=None if to_console else log, stderr=log,
         )
 
     def stop() -> None:
@@ -82,48 +107,183 @@ def start_pipeline(settings: Settings, stack: ExitStack) -> subprocess.Popen[byt
     return process
 
 
-def wait_for_rows(settings: Settings, event_ids: list[str], timeout: float) -> int:
-    """Wait until the given events are in ClickHouse; return how many are."""
-    client = get_client(settings.clickhouse_url)
+def start_kafka(settings: Settings, stack: ExitStack) -> None:
+    kafka = LocalKafka.from_settings(settings)
+    if kafka.status().running:
+        _say(f"Kafka already running at {kafka.bootstrap}")
+        return
+    _say(f"starting Apache Kafka {settings.kafka_version} (KRaft) at {kafka.bootstrap} …")
+    run_blocking(kafka.start(timeout=120))
+    stack.callback(lambda: run_blocking(kafka.stop()))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def start_warehouse(settings: Settings, stack: ExitStack) -> None:
+    target = parse_clickhouse_url(settings.clickhouse_url)
+    if _answers(f"{target.interface}://{target.host}:{target.port}/ping"):
+        _say(f"ClickHouse already answering at {target.redacted}")
+        return
+    data_dir = settings.data_dir / "warehouse"
+    _say(f"starting the embedded warehouse (chDB) on port {settings.warehouse_port} …")
+    stack.callback(stop_warehouse, spawn_warehouse(data_dir, settings.warehouse_port))
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    count = 0
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Provider keys (once) and this run's wrapped keys: scope -> (key id, secret)."""
+    from services.gateway.admin import KeyAdmin
+
+    issued: dict[str, tuple[str, str]] = {}
+    async with KeyAdmin(settings, actor="keywarden-demo") as admin:
+        for provider, secret in DEMO_PROVIDER_SECRETS.items():
+            if admin.registry.active_provider_key(Provider(provider)) is None:
+                await admin.add_provider_key(provider, secret, rotation_days=90)
+                _say(f"added a {provider} provider key (stored encrypted)")
+        for old in list(admin.registry.wrapped_keys.values()):
+            if old.created_by == "keywarden-demo" and old.revoked_at is None:
+                await admin.revoke(old.key_id, reason="superseded by a new demo run")
+        for key in DEMO_KEYS:
+            tags = KeyTags(team=key.team, service=key.service, environment=key.environment,
+                           cost_center=key.cost_center)
+            wrapped, record = await admin.create_key(key.scope, tags, key.policy)
+            issued[key.scope] = (record.key_id, wrapped.value)
+            _say(f"created wrapped key {record.key_id} ({key.scope}; team {key.team})")
+    return issued
+
+
+def seed_history(issued: dict[str, tuple[str, str]], now: datetime) -> list[RequestEvent]:
+    """A week of steady hourly traffic per key, as another gateway would have published it."""
+    events = []
+    start = (now - timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+    for key in DEMO_KEYS:
+        key_id = issued[key.scope][0]
+        for hour in range(7 * 24 - 2):
+            at = start + timedelta(hours=hour, minutes=7)
+            for n in range(2):
+                events.append(RequestEvent(
+                    event_id=uuid7(int(at.timestamp() * 1000) + n), occurred_at=at + timedelta(
+                        seconds=n), wrapped_key_id=key_id, key_scope=key.scope,
+                    provider=key.provider, provider_key_id="seeded", endpoint="seeded",
+                    requested_model=key.model, served_model=key.model, outcome=Outcome.ACCEPTED,
+                    http_status=200, usage=Usage(input_tokens=40, output_tokens=20),
+                    gateway_id="demo-history", tags=KeyTags(
+                        team=key.team, service=key.service, environment=key.environment,
+                        cost_center=key.cost_center)))
+    return events
+
+
+# --- traffic through the gateway ------------------------------------------------------------
+
+
+def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[str, int]:
+    """Requests with the official SDKs; returns counts of what happened."""
+    import anthropic
+    import openai
+    from google import genai
+    from google.genai import types
+
+    outcome = {"ok": 0, "refused_budget": 0, "refused_model": 0}
+    chat = openai.OpenAI(api_key=issued["payments-chatbot-prod"][1],
+                         base_url=f"{gateway_url}/v1", max_retries=0)
+    messages = [{"role": "user", "content": "Summarise our refund policy in one line."}]
+    for _ in range(6):  # steady use, streaming and not
+        chat.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=40)
+        for _chunk in chat.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                                   max_tokens=40, stream=True):
+            pass
+        outcome["ok"] += 2
+    _say("payments-chatbot-prod: first use of gpt-4o …")
+    chat.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=40)
+    outcome["ok"] += 1
     try:
-        while time.monotonic() < deadline:
-            count = int(client.command(
-                "SELECT uniqExact(event_id) FROM request_events WHERE event_id IN {ids:Array(UUID)}",
-                parameters={"ids": event_ids},
-            ))
-            if count >= len(event_ids):
-                break
-            time.sleep(0.5)
-    finally:
-        client.close()
-    return count
+        chat.chat.completions.create(model="o3", messages=messages, max_tokens=40)
+    except openai.PermissionDeniedError as refused:
+        outcome["refused_model"] += 1
+        _say(f"refused as expected (403): {refused.message}")
+
+    _say("search-rerank-prod: a burst of 40 requests (a spike over its 2/hour baseline) …")
+    claude = anthropic.Anthropic(api_key=issued["search-rerank-prod"][1], base_url=gateway_url,
+                                 max_retries=0)
+    for index in range(40):
+        request = {"model": "claude-haiku-4-5", "max_tokens": 40,
+                   "messages": [{"role": "user", "content": f"Rank result {index}."}]}
+        if index % 4 == 0:
+            with claude.messages.stream(**request) as stream:
+                stream.get_final_message()
+        else:
+            claude.messages.create(**request)
+        outcome["ok"] += 1
+
+    gemini = genai.Client(api_key=issued["growth-summaries-staging"][1],
+                          http_options=types.HttpOptions(base_url=gateway_url))
+    for _ in range(4):
+        gemini.models.generate_content(model="gemini-2.5-flash", contents="Three growth ideas.")
+        outcome["ok"] += 1
+
+    _say("payments-chatbot-dev: spending past its $0.002 daily cap …")
+    dev = openai.OpenAI(api_key=issued["payments-chatbot-dev"][1],
+                        base_url=f"{gateway_url}/v1", max_retries=0)
+    long_prompt = [{"role": "user", "content": "Explain this stack trace. " * 200}]
+    for _ in range(12):
+        try:
+            dev.chat.completions.create(model="gpt-4o-mini", messages=long_prompt, max_tokens=20)
+            outcome["ok"] += 1
+        except openai.RateLimitError as refused:
+            outcome["refused_budget"] += 1
+            if outcome["refused_budget"] == 1:
+                _say(f"refused as expected (429): {refused.message}")
+        time.sleep(0.4)  # let the pipeline's spend reach the gateway between requests
+    return outcome
 
 
-def print_spend(settings: Settings) -> None:
+# --- the report -----------------------------------------------------------------------------
+
+
+def print_report(settings: Settings, key_ids: list[str], since: datetime) -> None:
+    from keywarden.cli import main as keywarden
+
+    print()
+    _say("spend this month by team (keywarden report spend --by team):")
+    keywarden(["report", "spend", "--by", "team"])
     client = get_client(settings.clickhouse_url)
     try:
-        result = client.query(
-            "SELECT team, environment, model, count() AS requests, "
-            "sum(input_tokens + output_tokens) AS tokens, sum(cost_usd) AS cost_usd "
-            "FROM request_events FINAL GROUP BY team, environment, model "
-            "ORDER BY cost_usd DESC"
-        )
+        alerts = client.query(
+            "SELECT kind, state, key_scope, title FROM alerts FINAL "
+            "WHERE wrapped_key_id IN {keys:Array(String)} AND published_at >= {since:DateTime64(3)} "
+            "ORDER BY detected_at",
+            parameters={"keys": key_ids, "since": since},
+        ).result_rows
     finally:
         client.close()
-    header = f"{'team':<10} {'env':<8} {'model':<20} {'requests':>8} {'tokens':>10} {'cost USD':>14}"
-    print(header)
-    print("-" * len(header))
-    total = Decimal(0)
-    for team, environment, model, requests, tokens, cost in result.result_rows:
-        total += Decimal(cost or 0)
-        print(f"{team:<10} {environment:<8} {model:<20} {requests:>8} {tokens:>10} "
-              f"{Decimal(cost or 0):>14.6f}")
-    print(f"{'total':<52} {total:>14.6f}")
+    print()
+    _say(f"alerts raised by this run ({len(alerts)}):")
+    for kind, state, scope, title in alerts:
+        print(f"  {kind:<18} {state:<9} {scope:<26} {title}")
 
 
-def run_demo(settings: Settings, events: int = 500) -> int:
+def run_demo(settings: Settings, events: int = 0) -> int:
+    """Run the demo; `events` is accepted for compatibility and ignored."""
+    started = datetime.now(UTC)
+    run_id = uuid.uuid4().hex[:6]
+    logs = settings.home / "logs"
     with ExitStack() as stack:
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         stack.callback(signal.signal, signal.SIGTERM, previous)
@@ -134,20 +294,59 @@ def run_demo(settings: Settings, events: int = 500) -> int:
         applied = migrate(client)
         client.close()
         _say(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
-        created = asyncio.run(ensure_topics(settings))
-        _say(f"topics created: {', '.join(created) if created else 'all present'}")
-        pipeline = start_pipeline(settings, stack)
+        asyncio.run(ensure_topics(settings))
 
-        traffic = synthetic_traffic(events, seed=int(time.time()))
-        started = time.monotonic()
-        sent = asyncio.run(produce(traffic, settings))
-        _say(f"produced {sent} request events to llm.requests.v1")
-        stored = wait_for_rows(settings, [str(e.event_id) for e in traffic], timeout=120)
-        if pipeline.poll() is not None:
-            _say(f"the pipeline worker exited with {pipeline.returncode}; see its log")
+        provider = FakeProvider(set(DEMO_PROVIDER_SECRETS.values()))
+        provider.start()
+        stack.callback(provider.stop)
+        _say(f"fake OpenAI/Anthropic/Google provider at {provider.base_url}")
+
+        issued = asyncio.run(register_keys(settings))
+        key_ids = [key_id for key_id, _secret in issued.values()]
+
+        _child(["pipeline", "run", "--loglevel", "warning"], logs / "pipeline.log", stack,
+               DEMO_PIPELINE_ENV)
+        _say(f"pipeline worker started (log: {logs / 'pipeline.log'})")
+        _child(["notifier", "run"], logs / "notifier.log", stack,
+               {"KEYWARDEN_NOTIFIER_GROUP_ID": f"keywarden-demo-notifier-{run_id}"},
+               to_console=True)
+        _say("notifier started in console mode (no Slack configured): alerts print below")
+
+        gateway_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        upstreams = {f"KEYWARDEN_GATEWAY_UPSTREAM_{name.upper()}": provider.base_url
+                     for name in DEMO_PROVIDER_SECRETS}
+        gateway = _child(["gateway", "serve"], logs / "gateway.log", stack, upstreams)
+        wait_for(lambda: gateway.poll() is not None or _answers(f"{gateway_url}/readyz"), 60,
+                 "the gateway to be ready")
+        if gateway.poll() is not None:
+            _say(f"the gateway exited with {gateway.returncode}; see {logs / 'gateway.log'}")
             return 1
-        _say(f"{stored} rows in ClickHouse request_events "
-             f"({time.monotonic() - started:.1f}s after producing); spend so far:")
-        print_spend(settings)
-        _say("stopping what the demo started")
+        _say(f"gateway ready at {gateway_url}")
+
+        history = seed_history(issued, started)
+        asyncio.run(produce(history, settings))
+        _say(f"seeded 7 days of history ({len(history)} events) for the new keys")
+
+        def stored(expected: int) -> Callable[[], bool]:
+            def check() -> bool:
+                client = get_client(settings.clickhouse_url)
+                try:
+                    count = client.command(
+                        "SELECT count() FROM request_events FINAL "
+                        "WHERE wrapped_key_id IN {k:Array(String)}", parameters={"k": key_ids})
+                finally:
+                    client.close()
+                return int(count) >= expected
+            return check
+
+        wait_for(stored(len(history)), 120, "the history to reach ClickHouse")
+        outcome = drive_traffic(gateway_url, issued)
+        sent = sum(outcome.values())
+        _say(f"sent {sent} requests through the gateway: {outcome['ok']} answered, "
+             f"{outcome['refused_budget']} refused by budget, {outcome['refused_model']} by "
+             "model allowlist")
+        wait_for(stored(len(history) + sent), 120, "every request event in ClickHouse")
+        time.sleep(3)  # the notifier prints alerts as they arrive
+        print_report(settings, key_ids, started)
+        _say("done: stopping what the demo started")
     return 0

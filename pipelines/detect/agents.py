@@ -43,9 +43,11 @@ from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import ClickHouseSink, now_version
 from schemas.events.alert import AlertEvent
 from schemas.events.keys import KeyPolicy
-from schemas.events.request import KeyTags
+from schemas.events.request import KeyTags, Outcome, RejectionReason
 from schemas.events.spend import SpendEvent
+from schemas.pricing import canonical_model
 
+_USED = (Outcome.ACCEPTED, Outcome.CLIENT_CANCELLED)
 log = logging.getLogger(__name__)
 
 ANOMALY_COLUMNS = (
@@ -138,7 +140,10 @@ class KeyAnalyzer:
                 self.stats.counted += 1
             else:
                 self.stats.duplicates += 1
-            model = event.model
+            # A model counts as used when it answered; a refused or failed request names a
+            # model the key did not get to use. Snapshots (gpt-4o-2024-08-06) are the model.
+            model = canonical_model(event.requested_model or event.served_model or "") if (
+                event.outcome in _USED and event.usage.total_tokens > 0) else ""
             if model and model not in record.models:
                 assert record.first_seen is not None
                 if is_first_use(model, record.models, first_seen=record.first_seen, at=at,
@@ -149,6 +154,9 @@ class KeyAnalyzer:
                 record.models[model] = at.isoformat()
             if counted and policy is not None and item.priced.cost_usd:
                 self._budget(partition, key, record, policy, at, out)
+            elif (counted and policy is not None
+                  and event.rejection_reason is RejectionReason.BUDGET_EXCEEDED):
+                self._budget(partition, key, record, policy, at, out, refused=True)
             if checked_hour is not None and hour_start(at) != checked_hour:
                 self._spikes(partition, key, record, at, out)
             checked_hour = hour_start(at)
@@ -174,16 +182,24 @@ class KeyAnalyzer:
         record.fired = {p: t for p, t in record.fired.items() if p in (today, month)}
 
     def _budget(self, partition: int, key: str, record: KeyRecord, policy: KeyPolicy,
-                at: datetime, out: BatchOutput) -> None:
+                at: datetime, out: BatchOutput, refused: bool = False) -> None:
+        """Thresholds crossed by spend; or, when the gateway refused a request for budget
+        (`refused`), 100% of the cap nearest to its limit: the hard stop is engaged even though
+        reservations kept the spend itself just under the cap."""
         assert record.watermark is not None
         day = self.store.day_volume(partition, key, day_start(at), record.watermark).cost_usd
         checks = [(day_period(f"{at:%Y-%m-%d}"), policy.daily_budget_usd, day)]
         if policy.monthly_budget_usd is not None:
             month = self.store.month_volume(partition, key, at).cost_usd
             checks.append((month_period(f"{at:%Y-%m}"), policy.monthly_budget_usd, month))
+        if refused:
+            checks = [max((c for c in checks if c[1]), key=lambda c: c[2] / c[1], default=None)]
+            checks = [c for c in checks if c is not None]
         for period, cap, spend in checks:
             fired = record.fired.get(period, [])
             crossed = newly_crossed(spend, cap, self.config.budget_thresholds, fired)
+            if refused and cap is not None and 100 not in fired:
+                crossed = [t for t in self.config.budget_thresholds if t not in fired]
             if not crossed or cap is None:
                 continue
             record.fired[period] = sorted({*fired, *crossed})
@@ -242,6 +258,14 @@ class KeyAnalyzer:
                 alert = build.spike_alert(
                     wrapped_key_id=key, key_scope=scope, tags=tags, grain=grain, period=period,
                     finding=finding, baseline=baseline, factor=config.spike_factor, at=now)
+                # One Slack thread per key and day: the first spike alert of the day starts
+                # it, later ones (the day-grain headline, a second hour) reply in it.
+                day = f"{today:%Y-%m-%d}"
+                if record.spike_episode.get("day") == day:
+                    alert = alert.model_copy(update={"details": {
+                        **alert.details, "thread_with": record.spike_episode["id"]}})
+                else:
+                    record.spike_episode = {"day": day, "id": str(alert.alert_id)}
                 out.alerts.append(alert)
                 record.open_alerts[slot] = build.facts_of(alert)
                 version = now_version()

@@ -123,6 +123,7 @@ class KeyRecord:
     fired: dict[str, list[int]] = field(default_factory=dict)  # budget period -> thresholds
     baseline_day: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # latest scope and tags, for alerts
+    spike_episode: dict[str, str] = field(default_factory=dict)  # {"day", "id"}: first spike
 
     def observe(self, at: datetime) -> None:
         self.first_seen = min(self.first_seen, at) if self.first_seen else at
@@ -132,7 +133,7 @@ class KeyRecord:
         return json.dumps({
             "first": _iso(self.first_seen), "wm": _iso(self.watermark), "models": self.models,
             "open": self.open_alerts, "resolved": self.resolved_at, "fired": self.fired,
-            "baseline_day": self.baseline_day, "tags": self.tags,
+            "baseline_day": self.baseline_day, "tags": self.tags, "episode": self.spike_episode,
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -142,6 +143,7 @@ class KeyRecord:
             first_seen=_parse(doc["first"]), watermark=_parse(doc["wm"]), models=doc["models"],
             open_alerts=doc["open"], resolved_at=doc["resolved"], fired=doc["fired"],
             baseline_day=doc["baseline_day"], tags=doc.get("tags", {}),
+            spike_episode=doc.get("episode", {}),
         )
 
 

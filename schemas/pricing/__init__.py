@@ -29,6 +29,15 @@ Rate = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3)]
 _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-\d{3})$")
 
 
+def canonical_model(name: str) -> str:
+    """The model a name refers to, without provider prefixes or snapshot suffixes:
+    `models/gemini-2.5-flash` -> `gemini-2.5-flash`, `gpt-4o-2024-08-06` -> `gpt-4o`."""
+    model = name.strip().lower().removeprefix("models/")
+    while (shorter := _SNAPSHOT_SUFFIX.sub("", model)) != model and shorter:
+        model = shorter
+    return model
+
+
 class PricingStatus(StrEnum):
     """How a request's cost was determined."""
 
@@ -166,4 +175,4 @@ def load_catalog(path: Path | str = CATALOG_PATH) -> PricingCatalog:
     return PricingCatalog.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-__all__ = ["PriceEntry", "Priced", "PricingCatalog", "PricingStatus", "load_catalog"]
+__all__ = ["canonical_model", "PriceEntry", "Priced", "PricingCatalog", "PricingStatus", "load_catalog"]

@@ -28,10 +28,10 @@ def add_notifier_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     notifier = subparsers.add_parser("notifier", help="deliver alerts.v1 to Slack")
     commands = notifier.add_subparsers(dest="notifier_command", required=True)
     run = commands.add_parser("run", help="consume alerts.v1 and post to Slack until stopped")
-    run.set_defaults(func=_run)
+    run.set_defaults(handler=_run)
     test = commands.add_parser("test", help="post one sample alert of each kind (checks setup)")
     test.add_argument("--channel", default=None, help="override the routed channel")
-    test.set_defaults(func=_test)
+    test.set_defaults(handler=_test)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -190,7 +192,23 @@ class ChannelWorker:
         if not self.window.admit(self.d.clock()):
             self.held[str(alert.alert_id)] = [delivery]
             return
-        await self._deliver([delivery], render_alert(alert, delivery.route.mention))
+        message = render_alert(alert, delivery.route.mention)
+        related = self._thread_of(alert)
+        if related:
+            message = dataclasses.replace(message, thread_ts=related)
+        await self._deliver([delivery], message)
+
+    def _thread_of(self, alert: AlertEvent) -> str | None:
+        """The Slack thread of the alert this one belongs with (`details["thread_with"]`), e.g.
+        the day-grain headline of a spike posted under the hour-grain alert of the same day."""
+        related = alert.details.get("thread_with")
+        if not related or not self.d.transport.threads:
+            return None
+        try:
+            opened = self.d.store.get(uuid.UUID(related), AlertState.OPEN.value)
+        except ValueError:
+            return None
+        return opened.ts if opened and opened.outcome == DELIVERED and opened.ts else None
 
     async def _already_done(self, delivery: Delivery) -> bool:
         alert = delivery.alert
