@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,11 +108,20 @@ def _child(command: list[str], log_path: Path, stack: ExitStack, env: dict[str, 
     return process
 
 
+def _listening(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def start_kafka(settings: Settings, stack: ExitStack) -> None:
-    kafka = LocalKafka.from_settings(settings)
-    if kafka.status().running:
-        _say(f"Kafka already running at {kafka.bootstrap}")
+    if _listening(settings.kafka_bootstrap):
+        _say(f"Kafka already answering at {settings.kafka_bootstrap}")
         return
+    kafka = LocalKafka.from_settings(settings)
     _say(f"starting Apache Kafka {settings.kafka_version} (KRaft) at {kafka.bootstrap} …")
     run_blocking(kafka.start(timeout=120))
     stack.callback(lambda: run_blocking(kafka.stop()))
