@@ -41,9 +41,11 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
+    from keywarden.config import add_config_commands
     from keywarden.report import add_report_commands
     from keywarden.scan.cli import add_scan_commands
     from pipelines.cli import add_pipeline_commands
+    from services.admin.cli import add_admin_commands
     from services.gateway.cli import (
         add_gateway_commands,
         add_keys_commands,
@@ -84,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_commands(commands)
     add_providers_commands(commands)
     add_gateway_commands(commands)
+    add_admin_commands(commands)
     add_scan_commands(commands)
     add_report_commands(commands)
+    add_config_commands(commands)
     add_notifier_commands(commands)
 
     demo = commands.add_parser("demo", help="run the whole stack locally with demo traffic")
@@ -102,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:  # their retry chatter repeats what our one-line errors say
-        for noisy in ("clickhouse_connect", "urllib3", "aiokafka", "httpx", "httpx2", "google_genai"):
+        quiet = ("clickhouse_connect", "urllib3", "aiokafka", "httpx", "httpx2", "google_genai")
+        for noisy in quiet:
             logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         handler: Any = args.handler

@@ -164,9 +164,15 @@ async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
     issued: dict[str, tuple[str, str]] = {}
     async with KeyAdmin(settings, actor="keywarden-demo") as admin:
         for provider, secret in DEMO_PROVIDER_SECRETS.items():
-            if admin.registry.active_provider_key(Provider(provider)) is None:
+            active = admin.registry.active_provider_key(Provider(provider))
+            if active is None:
                 await admin.add_provider_key(provider, secret, rotation_days=90)
                 _say(f"added a {provider} provider key (stored encrypted)")
+            elif not _opens_to(admin, active, secret):
+                # The registry's key is sealed under another keyring or is not the fake
+                # provider's: rotate to the demo's own, as an operator would.
+                await admin.rotate_provider_key(provider, secret, grace_hours=0)
+                _say(f"rotated the {provider} provider key to the demo's (no wrapped key changes)")
         for old in list(admin.registry.wrapped_keys.values()):
             if old.created_by == "keywarden-demo" and old.revoked_at is None:
                 await admin.revoke(old.key_id, reason="superseded by a new demo run")
@@ -177,6 +183,16 @@ async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
             issued[key.scope] = (record.key_id, wrapped.value)
             _say(f"created wrapped key {record.key_id} ({key.scope}; team {key.team})")
     return issued
+
+
+def _opens_to(admin: object, record: object, secret: str) -> bool:
+    """Whether this keyring decrypts `record` to `secret`."""
+    from services.gateway.errors import VaultError
+
+    try:
+        return admin.vault.open(record.provider_key_id, record.sealed) == secret  # type: ignore[attr-defined]
+    except VaultError:
+        return False
 
 
 def seed_history(issued: dict[str, tuple[str, str]], now: datetime) -> list[RequestEvent]:

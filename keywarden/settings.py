@@ -29,18 +29,32 @@ class Settings(BaseSettings):
 
     # --- Kafka -----------------------------------------------------------------------
     kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="bootstrap servers")
-    kafka_topic_partitions: int = Field(default=6, gt=0)
-    kafka_topic_replication: int = Field(default=1, gt=0)
-    kafka_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = None
+    kafka_topic_partitions: int = Field(
+        default=6, gt=0, description="partitions of the topics keywarden creates"
+    )
+    kafka_topic_replication: int = Field(
+        default=1, gt=0, description="replication factor of the topics keywarden creates"
+    )
+    kafka_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, gt=0, description="retention of non-compacted topics, in ms"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, description="e.g. PLAIN or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user")
+    kafka_sasl_password: str | None = Field(default=None, description="SASL password (secret)")
 
     # --- local Kafka broker (deploy/local) -------------------------------------------
-    kafka_version: str = "4.0.2"
-    kafka_port: int = Field(default=19092, gt=0, lt=65536)
-    kafka_controller_port: int = Field(default=19093, gt=0, lt=65536)
+    kafka_version: str = Field(
+        default="4.0.2", description="Apache Kafka version of the local broker"
+    )
+    kafka_port: int = Field(default=19092, gt=0, lt=65536, description="port of the local broker")
+    kafka_controller_port: int = Field(
+        default=19093, gt=0, lt=65536, description="KRaft controller port of the local broker"
+    )
 
     # --- ClickHouse ------------------------------------------------------------------
     clickhouse_url: str = Field(
@@ -48,43 +62,84 @@ class Settings(BaseSettings):
         description="http(s)://user:password@host:port/database of a ClickHouse server or the "
         "embedded warehouse",
     )
-    warehouse_port: int = Field(default=18123, gt=0, lt=65536)
+    warehouse_port: int = Field(
+        default=18123, gt=0, lt=65536, description="port of `keywarden warehouse serve`"
+    )
     warehouse_password: SecretStr = Field(
         default=SecretStr(""), description="password of user `default` on the embedded warehouse"
     )
 
     # --- pipeline ----------------------------------------------------------------------
-    pipeline_app_id: str = "keywarden-pipeline"
-    pipeline_store: str = "memory://"
-    sink_max_batch_rows: int = Field(default=5000, gt=0)
-    sink_max_batch_seconds: float = Field(default=0.5, gt=0)
+    pipeline_app_id: str = Field(
+        default="keywarden-pipeline",
+        description="faust app id = consumer group of the pipeline workers",
+    )
+    pipeline_store: str = Field(
+        default="memory://", description="faust table store: memory:// or rocksdb://"
+    )
+    sink_max_batch_rows: int = Field(
+        default=5000, gt=0, description="most rows per ClickHouse insert"
+    )
+    sink_max_batch_seconds: float = Field(
+        default=0.5, gt=0, description="longest wait to fill a batch"
+    )
 
     # --- analytics (pipelines/rollups, pipelines/detect, pipelines/alerts) ---------------
     # Event time drives everything: an event older than its key's newest event by more than
     # the allowed lateness is stored in ClickHouse but no longer counted in the faust state.
-    analytics_allowed_lateness_seconds: float = Field(default=3600.0, ge=0)
-    analytics_spike_factor: float = Field(default=2.0, gt=1)
-    analytics_spike_min_requests_hour: int = Field(default=50, ge=0)
-    analytics_spike_min_requests_day: int = Field(default=500, ge=0)
-    analytics_spike_cooldown_seconds: float = Field(default=6 * 3600.0, ge=0)
-    analytics_spike_min_history_days: int = Field(default=3, ge=1, le=7)
+    analytics_allowed_lateness_seconds: float = Field(
+        default=3600.0, ge=0, description="how late an event may arrive and still count in state"
+    )
+    analytics_spike_factor: float = Field(
+        default=2.0,
+        gt=1,
+        description="spike when volume reaches this multiple of the 7-day average",
+    )
+    analytics_spike_min_requests_hour: int = Field(
+        default=50, ge=0, description="minimum requests in the trailing hour to judge a spike"
+    )
+    analytics_spike_min_requests_day: int = Field(
+        default=500, ge=0, description="minimum requests in the day so far to judge a spike"
+    )
+    analytics_spike_cooldown_seconds: float = Field(
+        default=6 * 3600.0, ge=0, description="quiet time after an hour-grain spike resolves"
+    )
+    analytics_spike_min_history_days: int = Field(
+        default=3, ge=1, le=7, description="days of history a key needs before spikes are judged"
+    )
     analytics_budget_thresholds: str = Field(
         default="50,80,100", description="percent, comma-separated"
     )
-    analytics_first_use_grace_seconds: float = Field(default=3600.0, ge=0)
-    analytics_orphan_days: int = Field(default=30, gt=0)
+    analytics_first_use_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="models used in a key's first moments raise no alert"
+    )
+    analytics_orphan_days: int = Field(
+        default=30, gt=0, description="an active key without requests this long is orphaned"
+    )
     analytics_timer_seconds: float = Field(default=60.0, gt=0, description="orphan/rotation checks")
-    analytics_rollup_flush_seconds: float = Field(default=2.0, gt=0)
-    analytics_registry_wait_seconds: float = Field(default=10.0, ge=0)
-    analytics_state_retention_days: int = Field(default=35, ge=8)
+    analytics_rollup_flush_seconds: float = Field(
+        default=2.0, gt=0, description="how often touched rollup rows are recomputed"
+    )
+    analytics_registry_wait_seconds: float = Field(
+        default=10.0, ge=0, description="wait for the key registry at start-up"
+    )
+    analytics_state_retention_days: int = Field(
+        default=35, ge=8, description="how long per-key hour buckets are kept"
+    )
     # How long the broker waits for a silent (killed) worker before it hands its partitions on.
-    pipeline_session_timeout_seconds: float = Field(default=60.0, ge=6)
+    pipeline_session_timeout_seconds: float = Field(
+        default=60.0, ge=6, description="broker waits this long before reassigning a silent worker"
+    )
 
     # --- notifier (services/notifier) ---------------------------------------------------
     # Delivery mode follows what is configured: a bot token -> chat.postMessage, else a webhook
     # URL -> incoming webhooks, else alerts are printed to the console. Both are secrets.
-    slack_bot_token: SecretStr | None = None
-    slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="bot token for chat.postMessage (secret)"
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="incoming webhook for every channel (secret)"
+    )
     slack_webhook_urls: SecretStr | None = Field(
         default=None, description='per-channel webhooks, JSON {"#channel": "https://hooks…"}'
     )
@@ -93,72 +148,151 @@ class Settings(BaseSettings):
         default="",
         description='tag -> channel: JSON {"team-a": "#a"} (team tag) or "team:a=#a,service:b=#b"',
     )
-    notifier_default_channel: str = "#keywarden-alerts"
-    notifier_group_id: str = "keywarden-notifier"
-    notifier_alerts_topic: str = "alerts.v1"
-    notifier_dlq_topic: str = "alerts.dlq.v1"
-    notifier_delivered_topic: str = "alerts.delivered.v1"
+    notifier_default_channel: str = Field(
+        default="#keywarden-alerts", description="channel for alerts no route matches"
+    )
+    notifier_group_id: str = Field(
+        default="keywarden-notifier", description="consumer group of the notifiers"
+    )
+    notifier_alerts_topic: str = Field(default="alerts.v1", description="topic the notifier reads")
+    notifier_dlq_topic: str = Field(
+        default="alerts.dlq.v1", description="dead letters of undeliverable alerts"
+    )
+    notifier_delivered_topic: str = Field(
+        default="alerts.delivered.v1", description="compacted record of delivered alerts"
+    )
     notifier_digest_threshold: int = Field(default=10, gt=0, description="alerts/channel/window")
-    notifier_digest_window_seconds: float = Field(default=60.0, gt=0)
-    notifier_retry_base_seconds: float = Field(default=1.0, gt=0)
-    notifier_retry_max_seconds: float = Field(default=60.0, gt=0)
+    notifier_digest_window_seconds: float = Field(
+        default=60.0, gt=0, description="window of the burst (digest) rule"
+    )
+    notifier_retry_base_seconds: float = Field(
+        default=1.0, gt=0, description="first backoff after a 5xx or network error"
+    )
+    notifier_retry_max_seconds: float = Field(default=60.0, gt=0, description="longest backoff")
     notifier_max_attempts: int = Field(default=0, ge=0, description="0: retry transient forever")
-    notifier_rate_limit_retries: int = Field(default=3, ge=0)
-    notifier_http_timeout_seconds: int = Field(default=15, gt=0)
-    notifier_max_in_flight: int = Field(default=1000, gt=0)
+    notifier_rate_limit_retries: int = Field(
+        default=3, ge=0, description="slack_sdk's own 429 retries before the notifier's loop"
+    )
+    notifier_http_timeout_seconds: int = Field(
+        default=15, gt=0, description="timeout of one Slack call"
+    )
+    notifier_max_in_flight: int = Field(
+        default=1000, gt=0, description="alerts held in memory at once"
+    )
     notifier_session_timeout_ms: int = Field(default=10_000, ge=6000, description="group session")
-    notifier_deliveries_batch_rows: int = Field(default=500, gt=0)
-    notifier_deliveries_flush_seconds: float = Field(default=2.0, gt=0)
-    notifier_deliveries_max_buffer: int = Field(default=100_000, gt=0)
+    notifier_deliveries_batch_rows: int = Field(
+        default=500, gt=0, description="rows per alert_deliveries insert"
+    )
+    notifier_deliveries_flush_seconds: float = Field(
+        default=2.0, gt=0, description="how often delivery rows are written"
+    )
+    notifier_deliveries_max_buffer: int = Field(
+        default=100_000, gt=0, description="delivery rows kept while ClickHouse is down"
+    )
 
     # --- admin (services/admin: admin API, audit sink, expiry alerts) --------------------
-    admin_host: str = "127.0.0.1"
-    admin_port: int = Field(default=18090, ge=0, lt=65536)
+    admin_host: str = Field(default="127.0.0.1", description="interface of `keywarden admin serve`")
+    admin_port: int = Field(
+        default=18090, ge=0, lt=65536, description="port of `keywarden admin serve`"
+    )
     admin_url: str = Field(default="http://127.0.0.1:18090", description="the CLI's admin API")
     admin_token: SecretStr | None = Field(default=None, description="the CLI's kwa_… credential")
     admin_credential_days: int = Field(default=90, gt=0, description="default credential expiry")
     admin_expiry_warn_days: float = Field(default=7.0, gt=0, description="alert before expiry")
-    admin_expiry_check_seconds: float = Field(default=3600.0, gt=0)
+    admin_expiry_check_seconds: float = Field(
+        default=3600.0, gt=0, description="how often wrapped-key expiry is checked"
+    )
     admin_audit_sink: bool = Field(default=True, description="run the audit sink in the server")
-    admin_audit_sink_group: str = "keywarden-audit-sink"
-    admin_audit_sink_batch_rows: int = Field(default=500, gt=0)
-    admin_audit_sink_batch_seconds: float = Field(default=0.5, gt=0)
-    admin_http_timeout_seconds: float = Field(default=30.0, gt=0)
+    admin_audit_sink_group: str = Field(
+        default="keywarden-audit-sink",
+        description="consumer group of the audit.v1 -> audit_log sink",
+    )
+    admin_audit_sink_batch_rows: int = Field(
+        default=500, gt=0, description="rows per audit_log insert"
+    )
+    admin_audit_sink_batch_seconds: float = Field(
+        default=0.5, gt=0, description="longest wait to fill an audit batch"
+    )
+    admin_http_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="the CLI's timeout for admin API calls"
+    )
 
     # --- money -------------------------------------------------------------------------
-    default_currency: Literal["USD"] = "USD"
+    default_currency: Literal["USD"] = Field(
+        default="USD", description="currency of all money (USD only)"
+    )
 
     # --- gateway (services/gateway) ----------------------------------------------------
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(default=18080, ge=0, lt=65536)
-    gateway_id: str = Field(default="", description="names this replica in events; default hostname")
-    gateway_upstream_openai: str = "https://api.openai.com"
-    gateway_upstream_anthropic: str = "https://api.anthropic.com"
-    gateway_upstream_google: str = "https://generativelanguage.googleapis.com"
-    gateway_upstream_timeout_s: float = Field(default=600.0, gt=0)
-    gateway_max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    gateway_host: str = Field(
+        default="127.0.0.1", description="interface of `keywarden gateway serve`"
+    )
+    gateway_port: int = Field(
+        default=18080, ge=0, lt=65536, description="port of `keywarden gateway serve`"
+    )
+    gateway_id: str = Field(
+        default="", description="names this replica in events; default hostname"
+    )
+    gateway_upstream_openai: str = Field(
+        default="https://api.openai.com", description="OpenAI API base (scheme and host)"
+    )
+    gateway_upstream_anthropic: str = Field(
+        default="https://api.anthropic.com", description="Anthropic API base (scheme and host)"
+    )
+    gateway_upstream_google: str = Field(
+        default="https://generativelanguage.googleapis.com",
+        description="Gemini API base (scheme and host)",
+    )
+    gateway_upstream_timeout_s: float = Field(
+        default=600.0, gt=0, description="timeout of one upstream call"
+    )
+    gateway_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="larger request bodies get 413"
+    )
     gateway_trusted_proxies: str = Field(
         default="", description="comma-separated CIDRs whose X-Forwarded-For is believed"
     )
     # Spend data is stale for a key when a request this gateway served for it is older than
     # this and still not covered by a usage.spend.v1 record, or when the spend topic has not
     # been readable for this long. `open` keeps enforcing with local knowledge; `closed` refuses.
-    gateway_spend_stale_after_s: float = Field(default=300.0, gt=0)
-    gateway_spend_stale_mode: Literal["open", "closed"] = "open"
-    gateway_default_max_output_tokens: int = Field(default=16384, gt=0)
-    gateway_publish_queue_size: int = Field(default=10000, gt=0)
-    gateway_publish_timeout_s: float = Field(default=3.0, gt=0)
+    gateway_spend_stale_after_s: float = Field(
+        default=300.0, gt=0, description="spend data older than this is stale"
+    )
+    gateway_spend_stale_mode: Literal["open", "closed"] = Field(
+        default="open", description="stale spend data: open (serve) or closed (503)"
+    )
+    gateway_default_max_output_tokens: int = Field(
+        default=16384, gt=0, description="output limit assumed for reservations when none is asked"
+    )
+    gateway_publish_queue_size: int = Field(
+        default=10000, gt=0, description="events queued in memory before spooling"
+    )
+    gateway_publish_timeout_s: float = Field(
+        default=3.0, gt=0, description="publish wait before an event goes to the spool"
+    )
     gateway_spool_dir: Path | None = Field(default=None, description="default <home>/spool/<id>")
-    gateway_spool_batch: int = Field(default=200, gt=0)
-    gateway_rotation_grace_hours: float = Field(default=24.0, ge=0)
+    gateway_spool_batch: int = Field(
+        default=200, gt=0, description="events per spool flush (fsync)"
+    )
+    gateway_rotation_grace_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="old provider key / wrapped-key secret validity after rotation",
+    )
 
     # --- key vault (services/gateway/vault.py) ------------------------------------------
     # KEKs come from KEYWARDEN_KEK_<version> (base64 of 32 bytes) when any is set, else from
     # kek_file (JSON keyring), else from <home>/keyring.json (created 0600 on first use).
-    kek_file: Path | None = None
-    kek_active_version: int | None = Field(default=None, gt=0)
+    kek_file: Path | None = Field(
+        default=None,
+        description="keyring file of key-encryption keys (default <home>/keyring.json)",
+    )
+    kek_active_version: int | None = Field(
+        default=None, gt=0, description="KEK version new encryptions use (default: newest)"
+    )
     key_pepper: SecretStr | None = Field(default=None, description="base64 HMAC pepper")
-    provider_key_rotation_days: Literal[30, 60, 90] = 90
+    provider_key_rotation_days: Literal[30, 60, 90] = Field(
+        default=90, description="default rotation policy of provider keys: 30, 60 or 90"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -13,6 +13,8 @@ ALERTS_DLQ = "alerts.dlq.v1"
 ALERTS_DELIVERED = "alerts.delivered.v1"
 KEYS_REGISTRY = "keys.registry.v1"
 AUDIT = "audit.v1"
+# Admin credentials and team ceilings (services/admin); compacted like the key registry.
+ADMIN_REGISTRY = "admin.registry.v1"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     # The registry is the source of truth for keys: compacted, one partition so that every
     # gateway reads changes in the order they were made.
     TopicSpec(KEYS_REGISTRY, compacted=True, partitions=1),
+    TopicSpec(ADMIN_REGISTRY, compacted=True, partitions=1),
     # The audit trail is kept a year on the broker; ClickHouse audit_log keeps it for good.
     TopicSpec(AUDIT, partitions=1, retention_ms=365 * 24 * 3600 * 1000),
 )

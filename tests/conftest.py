@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.support.fake_provider",
     "tests.support.pipeline",
     "tests.support.gateway",
+    "tests.support.admin",
 ]

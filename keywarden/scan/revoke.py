@@ -6,7 +6,6 @@ audited like any revocation, by the actor `keywarden-scan`).
 from __future__ import annotations
 
 import asyncio
-import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -114,14 +113,10 @@ class KeyAdminRevoker:
         return RevokeResult(RevokeOutcome.REVOKED, record.key_id, record.scope)
 
     def _record_of(self, secret: str) -> WrappedKeyRecord | None:
-        from services.gateway.auth import hash_wrapped_key
-
+        # The one secret-to-key lookup (current secret, or a rotated-out one still in its grace
+        # period), shared with the gateway's authentication and the admin API's leak reports.
         assert self._admin is not None
-        digest = hash_wrapped_key(secret, self._admin.vault.pepper)
-        for record in self._admin.registry.wrapped_keys.values():
-            if hmac.compare_digest(record.secret_hash, digest):
-                return record
-        return None
+        return self._admin.registry.find_by_secret(secret)
 
 
 __all__ = [

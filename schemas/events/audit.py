@@ -1,12 +1,15 @@
 """`audit.v1`: who changed what about a key, and when, on `audit.v1` and in ClickHouse `audit_log`.
 
 `before` and `after` are the entity's public view (no hash, no ciphertext, never a secret).
+Changes made through the admin API also name the admin credential and its role in `details`
+(`credential_id`, `role`); `actor` is the person or service behind that credential.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +33,19 @@ def _scrub(view: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+class AdminAction(StrEnum):
+    """Audited actions of the admin API that are not key registry changes."""
+
+    CREDENTIAL_ISSUED = "credential_issued"
+    CREDENTIAL_REVOKED = "credential_revoked"
+    TEAM_CEILING_SET = "team_ceiling_set"
+    ACCESS_REFUSED = "access_refused"  # a caller asked for something its role forbids
+    LEAK_REPORTED = "leak_reported"
+
+
+EntityKind = Literal["wrapped_key", "provider_key", "admin_credential", "team_ceiling", "admin_api"]
+
+
 class AuditEvent(BaseModel):
     """One administrative change. Keyed on Kafka by `entity_id`."""
 
@@ -39,8 +55,8 @@ class AuditEvent(BaseModel):
     event_id: uuid.UUID = Field(default_factory=uuid7)
     occurred_at: datetime
     actor: str = Field(min_length=1, max_length=256)
-    action: RegistryEventType
-    entity_kind: Literal["wrapped_key", "provider_key"]
+    action: RegistryEventType | AdminAction
+    entity_kind: EntityKind
     entity_id: str = Field(min_length=1, max_length=140)
     registry_event_id: uuid.UUID | None = None
     before: dict[str, Any] | None = None
@@ -85,4 +101,4 @@ class AuditEvent(BaseModel):
         return self.model_dump_json(by_alias=True).encode()
 
 
-__all__ = ["AUDIT_SCHEMA", "AuditEvent"]
+__all__ = ["AUDIT_SCHEMA", "AdminAction", "AuditEvent", "EntityKind"]

@@ -34,6 +34,8 @@ class RegistryEventType(StrEnum):
     KEY_TAGS_CHANGED = "key_tags_changed"
     KEY_POLICY_CHANGED = "key_policy_changed"
     KEY_REVOKED = "key_revoked"
+    KEY_ROTATED = "key_rotated"  # a successor secret; the previous one works until its grace ends
+    KEY_EXPIRY_CHANGED = "key_expiry_changed"
     PROVIDER_KEY_ADDED = "provider_key_added"
     PROVIDER_KEY_ROTATED = "provider_key_rotated"  # the old key enters its grace period
     PROVIDER_KEY_RETIRED = "provider_key_retired"
@@ -76,8 +78,28 @@ class KeyPolicy(BaseModel):
         return tuple(model.strip() for model in value if model.strip())
 
 
+class GraceSecret(BaseModel):
+    """A wrapped key's previous secret after a rotation: still accepted until `valid_until`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    valid_until: datetime
+
+    @field_validator("valid_until")
+    @classmethod
+    def _utc_times(cls, value: datetime) -> datetime:
+        return _utc(value)  # type: ignore[return-value]
+
+
 class WrappedKeyRecord(BaseModel):
-    """A wrapped key `kw_<scope>_sk_<secret>`: only its keyed hash is kept."""
+    """A wrapped key `kw_<scope>_sk_<secret>`: only its keyed hash is kept.
+
+    `key_id` is the logical key: a rotation replaces `secret_hash` and keeps the previous hash in
+    `grace_secrets` until its grace ends, so usage of both secrets is attributed to one key.
+    `expires_at` is when the current secret stops working; `rotation_days` (a rotation policy)
+    sets a new expiry that many days after each creation or rotation.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -89,8 +111,12 @@ class WrappedKeyRecord(BaseModel):
     created_at: datetime
     created_by: str = ""
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    rotation_days: int | None = Field(default=None, gt=0, le=3650)
+    rotated_at: datetime | None = None
+    grace_secrets: tuple[GraceSecret, ...] = ()
 
-    @field_validator("created_at", "revoked_at")
+    @field_validator("created_at", "revoked_at", "expires_at", "rotated_at")
     @classmethod
     def _utc_times(cls, value: datetime | None) -> datetime | None:
         return _utc(value)
@@ -99,9 +125,16 @@ class WrappedKeyRecord(BaseModel):
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
+
     def public_view(self) -> dict[str, Any]:
-        """The record without its hash: what audit events and `keys show` carry."""
-        return self.model_dump(mode="json", exclude={"secret_hash"})
+        """The record without its hashes: what audit events and `keys show` carry."""
+        view = self.model_dump(mode="json", exclude={"secret_hash", "grace_secrets"})
+        view["grace_secrets"] = [
+            {"valid_until": g.model_dump(mode="json")["valid_until"]} for g in self.grace_secrets
+        ]
+        return view
 
 
 class SealedSecret(BaseModel):
@@ -211,6 +244,7 @@ def is_valid_scope(scope: str) -> bool:
 
 __all__ = [
     "KeyPolicy",
+    "GraceSecret",
     "ProviderKeyRecord",
     "ProviderKeyStatus",
     "REGISTRY_SCHEMA",

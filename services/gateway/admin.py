@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
 from keywarden.settings import Settings
 from schemas.events.audit import AuditEvent
 from schemas.events.keys import (
+    GraceSecret,
     KeyPolicy,
     ProviderKeyRecord,
     ProviderKeyStatus,
@@ -51,6 +53,8 @@ class KeyAdmin:
         self.actor = actor.strip()
         self.vault = vault or Vault(Keyring.load(settings), settings)
         self.registry = Registry(self.vault.pepper)
+        # Extra audit details of every change (the admin API names the credential and its role).
+        self.audit_details: dict[str, str] = {}
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -93,8 +97,24 @@ class KeyAdmin:
             )
         return record
 
+    @contextlib.contextmanager
+    def acting_as(self, actor: str, details: dict[str, str]) -> Iterator[KeyAdmin]:
+        """Changes made inside are attributed to `actor` with `details` (callers serialise)."""
+        saved = self.actor, self.audit_details
+        self.actor, self.audit_details = actor, dict(details)
+        try:
+            yield self
+        finally:
+            self.actor, self.audit_details = saved
+
     async def create_key(
-        self, scope: str, tags: KeyTags | None = None, policy: KeyPolicy | None = None
+        self,
+        scope: str,
+        tags: KeyTags | None = None,
+        policy: KeyPolicy | None = None,
+        *,
+        expires_at: datetime | None = None,
+        rotation_days: int | None = None,
     ) -> tuple[IssuedKey, WrappedKeyRecord]:
         """A new wrapped key; the returned `IssuedKey.value` is the only copy of the secret."""
         if not is_valid_scope(scope):
@@ -112,9 +132,50 @@ class KeyAdmin:
             policy=policy or KeyPolicy(),
             created_at=now,
             created_by=self.actor,
+            expires_at=_expiry(now, expires_at, rotation_days),
+            rotation_days=rotation_days,
         )
         await self._emit(E.KEY_CREATED, record, None)
         return issued, record
+
+    async def rotate_key(
+        self, key_ref: str, grace: timedelta, *, expires_at: datetime | None = None
+    ) -> tuple[IssuedKey, WrappedKeyRecord]:
+        """A successor secret for the same logical key (same `key_id`): it works at once, and the
+        current secret keeps working for `grace`, then stops. Secrets of earlier rotations whose
+        grace is over are dropped."""
+        record = self._live(key_ref)
+        if grace < timedelta(0):
+            raise AdminError(f"the grace period must be >= 0, got {grace}")
+        issued = issue_wrapped_key(record.scope, self.vault.pepper)
+        now = datetime.now(UTC)
+        kept = tuple(g for g in record.grace_secrets if g.valid_until > now)
+        if grace > timedelta(0):
+            kept += (GraceSecret(secret_hash=record.secret_hash, valid_until=now + grace),)
+        rotated = record.model_copy(
+            update={
+                "secret_hash": issued.secret_hash,
+                "grace_secrets": kept,
+                "rotated_at": now,
+                # A rotation policy renews the expiry; a fixed expiry stays where it was.
+                "expires_at": _expiry(now, expires_at, record.rotation_days) or record.expires_at,
+            }
+        )
+        details = {"grace_seconds": str(int(grace.total_seconds()))}
+        await self._emit(E.KEY_ROTATED, rotated, record, details)
+        return IssuedKey(record.key_id, record.scope, issued.value, issued.secret_hash), rotated
+
+    async def set_expiry(
+        self, key_ref: str, expires_at: datetime | None, rotation_days: int | None
+    ) -> WrappedKeyRecord:
+        """Set (or clear, with None) the current secret's expiry and the rotation policy."""
+        record = self._live(key_ref)
+        changed = record.model_copy(
+            update={"expires_at": expires_at, "rotation_days": rotation_days}
+        )
+        if changed == record:
+            raise AdminError(f"key {record.key_id} already has that expiry; nothing to change")
+        return await self._emit(E.KEY_EXPIRY_CHANGED, changed, record)
 
     async def set_policy(self, key_ref: str, **changes: Any) -> WrappedKeyRecord:
         """Change the named policy fields (a value of None clears a limit)."""
@@ -319,7 +380,9 @@ class KeyAdmin:
             provider_key=None if is_wrapped else after,
         )
         audit = AuditEvent.for_change(
-            change, before.public_view() if before is not None else None, details
+            change,
+            before.public_view() if before is not None else None,
+            self.audit_details | (details or {}),
         )
         try:
             await self._producer.send_and_wait(
@@ -335,6 +398,21 @@ class KeyAdmin:
         self.registry.apply(change)
         log.info("%s %s by %s", kind.value, change.entity_id, self.actor)
         return after
+
+
+def _expiry(
+    now: datetime, expires_at: datetime | None, rotation_days: int | None
+) -> datetime | None:
+    """An explicit expiry wins; else a rotation policy expires the secret that many days on."""
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise AdminError("an expiry must carry a timezone (e.g. 2027-01-31T00:00:00Z)")
+        if expires_at <= now:
+            raise AdminError(f"the expiry {expires_at.isoformat()} is not in the future")
+        return expires_at.astimezone(UTC)
+    if rotation_days is not None:
+        return now + timedelta(days=rotation_days)
+    return None
 
 
 def _first_error(error: ValueError) -> str:

@@ -11,9 +11,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from schemas.events.keys import SCOPE_PATTERN, WrappedKeyRecord
-from services.gateway.errors import AuthError, KeyRevoked
+from services.gateway.errors import AuthError, KeyExpired, KeyRevoked
 
 PREFIX = "kw_"
 SECRET_BYTES = 32  # 256 bits; token_urlsafe gives 43 characters of [A-Za-z0-9_-]
@@ -63,30 +64,74 @@ def credential_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str
     return query.get("key") or None
 
 
+def _naming(error: AuthError, record: WrappedKeyRecord) -> AuthError:
+    error.key_id = record.key_id
+    return error
+
+
 class KeyIndex:
-    """Wrapped key records by their keyed hash; `authenticate` is the one lookup."""
+    """Wrapped key records by their keyed hashes (the current secret and any rotated-out one in
+    its grace period, both naming the same logical key); `authenticate` is the one lookup."""
 
     def __init__(self, pepper: bytes) -> None:
         self._pepper = pepper
         self._by_hash: dict[str, WrappedKeyRecord] = {}
+        self._hashes_of: dict[str, tuple[str, ...]] = {}
 
     def put(self, record: WrappedKeyRecord) -> None:
-        self._by_hash[record.secret_hash] = record
+        for stale in self._hashes_of.get(record.key_id, ()):
+            self._by_hash.pop(stale, None)
+        hashes = (record.secret_hash, *(g.secret_hash for g in record.grace_secrets))
+        for digest in hashes:
+            self._by_hash[digest] = record
+        self._hashes_of[record.key_id] = hashes
 
-    def authenticate(self, credential: str | None) -> WrappedKeyRecord:
-        """The key's record; `AuthError` / `KeyRevoked` otherwise (messages carry no secret)."""
-        if not credential:
-            raise AuthError("no API key was sent: use Authorization: Bearer kw_<scope>_sk_<secret>")
+    def lookup(self, credential: str, now: datetime | None = None) -> WrappedKeyRecord | None:
+        """The record a secret names (current, or rotated-out and still in grace), whatever the
+        key's state; None when no usable secret of any key matches. Shared by authentication,
+        `keywarden scan --revoke` and leak reports."""
         if not looks_like_wrapped_key(credential):
-            raise AuthError("the API key is not a keywarden key (expected kw_<scope>_sk_<secret>)")
+            return None
         digest = hash_wrapped_key(credential, self._pepper)
         record = self._by_hash.get(digest)
         # The dict lookup is on an HMAC digest the caller cannot steer; the final comparison is
         # constant-time all the same.
-        if record is None or not hmac.compare_digest(record.secret_hash, digest):
+        if record is None:
+            return None
+        if hmac.compare_digest(record.secret_hash, digest):
+            return record
+        now = now or datetime.now(UTC)
+        for grace in record.grace_secrets:
+            if hmac.compare_digest(grace.secret_hash, digest) and now < grace.valid_until:
+                return record
+        return None
+
+    def authenticate(self, credential: str | None) -> WrappedKeyRecord:
+        """The key's record; `AuthError` / `KeyRevoked` / `KeyExpired` otherwise (messages carry
+        no secret)."""
+        if not credential:
+            raise AuthError("no API key was sent: use Authorization: Bearer kw_<scope>_sk_<secret>")
+        if not looks_like_wrapped_key(credential):
+            raise AuthError("the API key is not a keywarden key (expected kw_<scope>_sk_<secret>)")
+        now = datetime.now(UTC)
+        record = self.lookup(credential, now)
+        if record is None:
+            known = self._by_hash.get(hash_wrapped_key(credential, self._pepper))
+            if known is not None:  # a rotated-out secret whose grace period is over
+                raise _naming(
+                    KeyExpired(
+                        f"the API key was replaced by a rotation of {known.key_id} and its grace "
+                        "period is over; use the new key"
+                    ),
+                    known,
+                )
             raise AuthError("the API key is not valid")
         if record.revoked:
-            raise KeyRevoked(f"the API key {record.key_id} was revoked")
+            raise _naming(KeyRevoked(f"the API key {record.key_id} was revoked"), record)
+        if record.expired(now):
+            raise _naming(
+                KeyExpired(f"the API key {record.key_id} expired at {record.expires_at}"), record
+            )
         return record
 
     def __len__(self) -> int:

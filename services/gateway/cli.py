@@ -1,8 +1,11 @@
 """`keywarden keys …`, `keywarden providers …` and `keywarden gateway serve`.
 
-Each `add_*_commands(subparsers)` adds one command group; every leaf sets `handler(args) -> int`
-(the exit code). Provider secrets are read from stdin or a named environment variable, never from
-argv (where `ps` would show them). Errors print one line on stderr and exit 2.
+`keys` and `providers` are clients of the admin API (KEYWARDEN_ADMIN_URL, authenticated with the
+admin credential in KEYWARDEN_ADMIN_TOKEN): the API authorises, applies and audits every change,
+so the CLI and the API are one code path. Each `add_*_commands(subparsers)` adds one command
+group; every leaf sets `handler(args) -> int` (the exit code). Provider secrets are read from
+stdin or a named environment variable, never from argv (where `ps` would show them). Errors print
+one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -14,21 +17,40 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from keywarden.settings import ConfigError, Settings, load_settings
-from schemas.events.keys import KeyPolicy
-from schemas.events.request import KeyTags
-from services.gateway.admin import KeyAdmin
+from services.admin.cli_client import AdminClient, AdminClientError
 from services.gateway.errors import GatewayError
 
 Handler = Callable[[argparse.Namespace], int]
 UNSET: Any = object()  # default of flags where "not given" differs from "none"
 
 
-def _run(action: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]) -> Handler:
+def _run(action: Callable[[argparse.Namespace, AdminClient], int]) -> Handler:
+    """A handler calling the admin API with the configured credential."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            settings = load_settings()
+            with AdminClient.from_settings(settings) as client:
+                return action(args, client)
+        except (AdminClientError, GatewayError, ConfigError) as error:
+            print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+
+    return handler
+
+
+def _run_local(
+    action: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
+) -> Handler:
+    """A handler running a local service (the gateway) in its own event loop."""
+
     def handler(args: argparse.Namespace) -> int:
         try:
             settings = load_settings()
@@ -42,13 +64,11 @@ def _run(action: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, in
     return handler
 
 
-def _admin(args: argparse.Namespace, settings: Settings) -> KeyAdmin:
-    return KeyAdmin(settings, args.actor or os.environ.get("USER", "") or getpass.getuser())
-
-
 def _add_actor(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--actor", help="who makes the change, for the audit trail (default: $USER)"
+        "--actor",
+        help="ignored since the admin API: the audit trail names the person or service behind "
+        "KEYWARDEN_ADMIN_TOKEN",
     )
 
 
@@ -91,6 +111,13 @@ def _print(data: Any, as_json: bool) -> None:
         return
     for name, value in data.items():
         print(f"{name:>14}: {value}")
+
+
+def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (str(v) if isinstance(v, Decimal) else list(v) if isinstance(v, tuple) else v)
+        for k, v in changes.items()
+    }
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -163,54 +190,91 @@ def _tag_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-async def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        policy = KeyPolicy(**_policy_changes(args))
-        tags = KeyTags(**_tag_changes(args))
-    except ValueError as error:
-        detail = error.errors()[0]["msg"] if hasattr(error, "errors") else str(error)
-        raise GatewayError(f"invalid key settings: {detail}") from None
-    async with _admin(args, settings) as admin:
-        issued, record = await admin.create_key(args.scope, tags, policy)
+def _expiry_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if getattr(args, "expires_at", None):
+        fields["expires_at"] = args.expires_at
+    elif getattr(args, "expires_in_days", None):
+        fields["expires_at"] = (
+            datetime.now(UTC) + timedelta(days=args.expires_in_days)
+        ).isoformat()
+    if getattr(args, "rotation_days", None):
+        fields["rotation_days"] = args.rotation_days
+    return fields
+
+
+def _keys_create(args: argparse.Namespace, client: AdminClient) -> int:
+    body = {
+        "scope": args.scope,
+        "tags": _tag_changes(args),
+        "policy": _jsonable(_policy_changes(args)),
+    } | _expiry_fields(args)
+    issued = client.call("POST", "/v1/keys", body)
+    record = issued["key"]
     print(
-        f"created {record.key_id} ({record.scope}). This is the only time the key is shown:",
+        f"created {record['key_id']} ({record['scope']}). This is the only time the key is shown:",
         file=sys.stderr,
     )
-    print(issued.value)
+    print(issued["secret"])
     return 0
 
 
-async def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with _admin(args, settings) as admin:
-        keys = sorted(admin.registry.wrapped_keys.values(), key=lambda k: k.created_at)
-    rows = [k.public_view() for k in keys if args.all or not k.revoked]
+def _keys_list(args: argparse.Namespace, client: AdminClient) -> int:
+    rows = client.call("GET", "/v1/keys", params={"all": "true" if args.all else ""})
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    print(f"{'KEY ID':<22} {'SCOPE':<32} {'TEAM':<16} {'STATUS':<8} CREATED")
+    print(f"{'KEY ID':<22} {'SCOPE':<32} {'TEAM':<16} {'STATUS':<8} {'EXPIRES':<26} CREATED")
     for row in rows:
         status = "revoked" if row["revoked_at"] else "active"
         print(
             f"{row['key_id']:<22} {row['scope']:<32} {row['tags']['team']:<16} {status:<8} "
-            f"{row['created_at']}"
+            f"{row.get('expires_at') or '-':<26} {row['created_at']}"
         )
     return 0
 
 
-async def _keys_show(args: argparse.Namespace, settings: Settings) -> int:
-    async with _admin(args, settings) as admin:
-        _print(admin.key(args.key).public_view(), args.json)
+def _keys_show(args: argparse.Namespace, client: AdminClient) -> int:
+    _print(client.call("GET", f"/v1/keys/{args.key}"), args.json)
     return 0
 
 
-async def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    async with _admin(args, settings) as admin:
-        record = await admin.revoke(args.key, args.reason or "")
-    print(f"revoked {record.key_id} ({record.scope})")
+def _keys_revoke(args: argparse.Namespace, client: AdminClient) -> int:
+    record = client.call("POST", f"/v1/keys/{args.key}/revoke", {"reason": args.reason or ""})
+    print(f"revoked {record['key_id']} ({record['scope']})")
     return 0
 
 
-async def _keys_set_policy(args: argparse.Namespace, settings: Settings) -> int:
+def _keys_rotate(args: argparse.Namespace, client: AdminClient) -> int:
+    body: dict[str, Any] = {}
+    if args.grace_hours is not None:
+        if args.grace_hours < 0:
+            raise AdminClientError(f"--grace-hours must be >= 0, got {args.grace_hours}")
+        body["grace_seconds"] = args.grace_hours * 3600
+    issued = client.call("POST", f"/v1/keys/{args.key}/rotate", body)
+    record = issued["key"]
+    grace = record["grace_secrets"][-1]["valid_until"] if record["grace_secrets"] else "now"
+    print(
+        f"rotated {record['key_id']} ({record['scope']}): the previous secret works until "
+        f"{grace}. This is the only time the new key is shown:",
+        file=sys.stderr,
+    )
+    print(issued["secret"])
+    return 0
+
+
+def _keys_set_expiry(args: argparse.Namespace, client: AdminClient) -> int:
+    body = {"expires_at": None, "rotation_days": None} | _expiry_fields(args)
+    if not args.never and body == {"expires_at": None, "rotation_days": None}:
+        raise AdminClientError(
+            "pass --expires-at, --expires-in-days, --rotation-days, or --never to clear"
+        )
+    record = client.call("PUT", f"/v1/keys/{args.key}/expiry", body)
+    print(f"{record['key_id']} expires at {record['expires_at'] or 'never'}")
+    return 0
+
+
+def _keys_set_policy(args: argparse.Namespace, client: AdminClient) -> int:
     changes = _policy_changes(args)
     if args.clear_models:
         changes["allowed_models"] = ()
@@ -221,28 +285,63 @@ async def _keys_set_policy(args: argparse.Namespace, settings: Settings) -> int:
             "nothing to change: pass --daily-budget, --monthly-budget, --rpm, --allow-model "
             "or --allow-cidr"
         )
-    async with _admin(args, settings) as admin:
-        record = await admin.set_policy(args.key, **changes)
-    _print(record.policy.model_dump(mode="json"), False)
+    record = client.call("PATCH", f"/v1/keys/{args.key}/policy", _jsonable(changes))
+    _print(record["policy"], False)
     return 0
 
 
-async def _keys_tag(args: argparse.Namespace, settings: Settings) -> int:
+def _keys_tag(args: argparse.Namespace, client: AdminClient) -> int:
     changes = _tag_changes(args)
     if not changes:
         raise GatewayError(
             "nothing to change: pass --team, --service, --environment, --cost-center, --tag "
             "or --untag"
         )
-    async with _admin(args, settings) as admin:
-        record = await admin.set_tags(args.key, **changes)
-    _print(record.tags.model_dump(mode="json"), False)
+    record = client.call("PATCH", f"/v1/keys/{args.key}/tags", changes)
+    _print(record["tags"], False)
     return 0
+
+
+def _keys_usage(args: argparse.Namespace, client: AdminClient) -> int:
+    usage = client.call("GET", f"/v1/keys/{args.key}/usage", params={"days": str(args.days)})
+    if args.json:
+        print(json.dumps(usage, indent=2, default=str))
+        return 0
+    print(f"{'DAY':<12} {'REQUESTS':>9} {'REJECTED':>9} {'IN TOKENS':>11} {'OUT TOKENS':>11} COST")
+    for row in usage["days"]:
+        print(
+            f"{row['day']:<12} {row['requests']:>9} {row['rejected']:>9} "
+            f"{row['input_tokens']:>11} {row['output_tokens']:>11} {row['cost_usd']}"
+        )
+    return 0
+
+
+def _keys_audit(args: argparse.Namespace, client: AdminClient) -> int:
+    rows = client.call("GET", f"/v1/keys/{args.key}/audit")
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for row in rows:
+        credential = row["details"].get("credential_id", "-")
+        print(f"{row['occurred_at']}  {row['action']:<20} {row['actor']} ({credential})")
+    return 0
+
+
+def _expiry_flags(parser: argparse.ArgumentParser) -> None:
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--expires-at", metavar="ISO8601", help="e.g. 2027-01-31T00:00:00Z")
+    when.add_argument("--expires-in-days", type=float, metavar="DAYS")
+    parser.add_argument(
+        "--rotation-days", type=int, metavar="DAYS",
+        help="rotation policy: each secret expires DAYS after it is issued",
+    )  # fmt: skip
 
 
 def add_keys_commands(subparsers: Any) -> None:
     keys = subparsers.add_parser(
-        "keys", help="wrapped keys: create, list, show, revoke, set-policy, tag"
+        "keys",
+        help="wrapped keys: create, list, show, revoke, rotate, set-policy, tag, set-expiry, "
+        "usage, audit (through the admin API)",
     )
     commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
 
@@ -250,6 +349,7 @@ def add_keys_commands(subparsers: Any) -> None:
     create.add_argument("scope", help="readable slug, e.g. team-a-chatbot-prod")
     _tag_flags(create)
     _policy_flags(create)
+    _expiry_flags(create)
     _add_actor(create)
     create.set_defaults(handler=_run(_keys_create))
 
@@ -290,6 +390,33 @@ def add_keys_commands(subparsers: Any) -> None:
     _add_actor(tag)
     tag.set_defaults(handler=_run(_keys_tag))
 
+    rotate = commands.add_parser(
+        "rotate", help="issue a successor secret; the current one works for a grace period"
+    )
+    rotate.add_argument("key", help="key id (wk_…) or scope")
+    rotate.add_argument(
+        "--grace-hours", type=float, help="how long the current secret keeps working (default 24)"
+    )
+    _add_actor(rotate)
+    rotate.set_defaults(handler=_run(_keys_rotate))
+
+    expiry = commands.add_parser("set-expiry", help="set or clear the expiry and rotation policy")
+    expiry.add_argument("key", help="key id (wk_…) or scope")
+    _expiry_flags(expiry)
+    expiry.add_argument("--never", action="store_true", help="clear the expiry and the policy")
+    expiry.set_defaults(handler=_run(_keys_set_expiry))
+
+    usage = commands.add_parser("usage", help="a key's daily usage (from ClickHouse)")
+    usage.add_argument("key", help="key id (wk_…) or scope")
+    usage.add_argument("--days", type=int, default=30)
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(handler=_run(_keys_usage))
+
+    audit = commands.add_parser("audit", help="a key's audit trail (from ClickHouse)")
+    audit.add_argument("key", help="key id (wk_…) or scope")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(handler=_run(_keys_audit))
+
 
 # --- providers ----------------------------------------------------------------------------------
 
@@ -316,46 +443,37 @@ def _secret_flags(parser: argparse.ArgumentParser) -> None:
     _add_actor(parser)
 
 
-async def _providers_add(args: argparse.Namespace, settings: Settings) -> int:
+def _providers_add(args: argparse.Namespace, client: AdminClient) -> int:
     secret = _read_secret(args)
-    async with _admin(args, settings) as admin:
-        record = await admin.add_provider_key(args.provider, secret, args.rotation_days)
+    body = {"provider": args.provider, "secret": secret, "rotation_days": args.rotation_days}
+    record = client.call("POST", "/v1/providers", body)
     print(
-        f"added {record.provider_key_id} for {record.provider} (rotate every "
-        f"{record.rotation_days} days)"
+        f"added {record['provider_key_id']} for {record['provider']} (rotate every "
+        f"{record['rotation_days']} days)"
     )
     return 0
 
 
-async def _providers_rotate(args: argparse.Namespace, settings: Settings) -> int:
+def _providers_rotate(args: argparse.Namespace, client: AdminClient) -> int:
     secret = _read_secret(args)
-    async with _admin(args, settings) as admin:
-        new, old = await admin.rotate_provider_key(
-            args.provider, secret, args.grace_hours, args.rotation_days
-        )
-    until = old.grace_until.isoformat() if old.grace_until else "now"
+    body = {
+        "provider": args.provider,
+        "secret": secret,
+        "grace_hours": args.grace_hours,
+        "rotation_days": args.rotation_days,
+    }
+    answer = client.call("POST", "/v1/providers/rotate", body)
+    new, old = answer["new"], answer["old"]
+    until = old["grace_until"] or "now"
     print(
-        f"{new.provider_key_id} now takes {new.provider} traffic; {old.provider_key_id} "
-        f"stays valid until {until}"
+        f"{new['provider_key_id']} now takes {new['provider']} traffic; "
+        f"{old['provider_key_id']} stays valid until {until}"
     )
     return 0
 
 
-async def _providers_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with _admin(args, settings) as admin:
-        records = sorted(
-            admin.registry.provider_keys.values(), key=lambda k: (k.provider, k.created_at)
-        )
-    now = datetime.now(UTC)
-    rows = [
-        r.public_view()
-        | {
-            "age_days": round(r.age_days(now), 1),
-            "rotation_overdue": r.age_days(now) > r.rotation_days,
-        }
-        for r in records
-    ]
-    rows = [row for row in rows if args.all or row["status"] != "retired"]
+def _providers_list(args: argparse.Namespace, client: AdminClient) -> int:
+    rows = client.call("GET", "/v1/providers", params={"all": "true" if args.all else ""})
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -375,22 +493,21 @@ async def _providers_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _providers_rekey(args: argparse.Namespace, settings: Settings) -> int:
-    async with _admin(args, settings) as admin:
-        version, changed = await admin.rekey(args.to_version)
-    print(f"re-encrypted {len(changed)} provider key(s) under KEK version {version}")
+def _providers_rekey(args: argparse.Namespace, client: AdminClient) -> int:
+    answer = client.call("POST", "/v1/providers/rekey", {"to_version": args.to_version})
+    print(
+        f"re-encrypted {len(answer['changed'])} provider key(s) under KEK version "
+        f"{answer['kek_version']}"
+    )
     return 0
 
 
-async def _providers_retire(args: argparse.Namespace, settings: Settings) -> int:
-    async with _admin(args, settings) as admin:
-        if args.provider_key_id:
-            retired = [await admin.retire_provider_key(args.provider_key_id)]
-        else:
-            retired = await admin.retire_expired()
+def _providers_retire(args: argparse.Namespace, client: AdminClient) -> int:
+    answer = client.call("POST", "/v1/providers/retire", {"provider_key_id": args.provider_key_id})
+    retired = answer["retired"]
     print(
         f"retired {len(retired)} provider key(s): "
-        f"{', '.join(r.provider_key_id for r in retired) or '-'}"
+        f"{', '.join(r['provider_key_id'] for r in retired) or '-'}"
     )
     return 0
 
@@ -467,7 +584,7 @@ def add_gateway_commands(subparsers: Any) -> None:
     serve = commands.add_parser("serve", help="serve the proxy (KEYWARDEN_GATEWAY_HOST/PORT)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.set_defaults(handler=_run(_gateway_serve))
+    serve.set_defaults(handler=_run_local(_gateway_serve))
 
 
 __all__ = ["add_gateway_commands", "add_keys_commands", "add_providers_commands"]

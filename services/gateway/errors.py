@@ -40,6 +40,8 @@ class AuthError(RequestRefused):
     status_code = 401
     reason = RejectionReason.AUTH_FAILED
     code = "invalid_api_key"
+    # The key id of a known key refused (revoked, expired), so its request event names it.
+    key_id: str | None = None
 
 
 class KeyRevoked(AuthError):
@@ -47,6 +49,13 @@ class KeyRevoked(AuthError):
 
     reason = RejectionReason.KEY_REVOKED
     code = "key_revoked"
+
+
+class KeyExpired(AuthError):
+    """The wrapped key's secret expired, or a rotated-out secret's grace period is over."""
+
+    reason = RejectionReason.KEY_EXPIRED
+    code = "key_expired"
 
 
 class InvalidRequest(RequestRefused):
@@ -187,6 +196,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "KekMissing",
+    "KeyExpired",
     "KeyRevoked",
     "KeyringError",
     "ModelNotAllowed",

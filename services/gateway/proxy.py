@@ -25,6 +25,7 @@ from services.gateway import providers
 from services.gateway.auth import credential_from
 from services.gateway.budget import Reservation
 from services.gateway.errors import (
+    AuthError,
     GatewayError,
     InvalidRequest,
     NoProviderKey,
@@ -98,9 +99,16 @@ class ProxyEndpoint:
         self, request: Request, matched: providers.RouteMatch, exchange: Exchange
     ) -> tuple[dict[str, Any], str]:
         gateway = self.gateway
-        key = gateway.registry.index.authenticate(
-            credential_from(request.headers, request.query_params)
-        )
+        try:
+            key = gateway.registry.index.authenticate(
+                credential_from(request.headers, request.query_params)
+            )
+        except AuthError as refusal:
+            # A known key refused (revoked, expired) keeps its id in the event, so its history
+            # (and a rotation's stable identity) stays in one place.
+            if refusal.key_id is not None:
+                exchange.key = gateway.registry.wrapped_keys.get(refusal.key_id)
+            raise
         exchange.key = key
         check_source(key.policy, key.key_id, exchange.client_ip)
         raw = await request.body()

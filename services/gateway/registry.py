@@ -29,8 +29,16 @@ class Registry:
         self.wrapped_keys: dict[str, WrappedKeyRecord] = {}
         self.provider_keys: dict[str, ProviderKeyRecord] = {}
         self.events_applied = 0
+        self._applied_at: dict[str, tuple[datetime, str]] = {}
 
     def apply(self, event: RegistryEvent) -> None:
+        # A writer (the admin API) applies its own events at once and also follows the topic:
+        # an event older than the last one applied to its entity is a replay and must not undo it.
+        version = (event.occurred_at, str(event.event_id))
+        last = self._applied_at.get(event.entity_id)
+        if last is not None and version <= last:
+            return
+        self._applied_at[event.entity_id] = version
         if event.wrapped_key is not None:
             record = event.wrapped_key
             self.wrapped_keys[record.key_id] = record
@@ -45,6 +53,10 @@ class Registry:
             self.apply(RegistryEvent.from_json_bytes(value))
 
     # --- queries ---------------------------------------------------------------------------
+
+    def find_by_secret(self, secret: str) -> WrappedKeyRecord | None:
+        """The key a whole wrapped-key secret belongs to (revoked or not), else None."""
+        return self.index.lookup(secret)
 
     def find_key(self, key_id_or_scope: str) -> WrappedKeyRecord | None:
         """By id, else the newest non-revoked key with that scope."""

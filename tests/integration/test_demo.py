@@ -1,5 +1,5 @@
 """README command 1 keeps working: `keywarden demo` end to end, as a child process, on the
-session's broker and warehouse (the demo starts everything else itself)."""
+session's warehouse; the demo starts everything else itself, its Kafka broker included."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from tests.support.kafka import free_ports
 pytestmark = pytest.mark.slow
 
 
-def test_demo_drives_traffic_and_reports_spend_and_alerts(kafka_broker, warehouse_db, tmp_path):
-    (gateway_port,) = free_ports(1)
+def test_demo_drives_traffic_and_reports_spend_and_alerts(warehouse_db, tmp_path):
+    # Its own broker (the demo starts it): the session broker's registry belongs to other tests.
+    gateway_port, kafka_port, controller_port = free_ports(3)
     env = {
         **os.environ,
         "KEYWARDEN_HOME": str(tmp_path / "home"),
-        "KEYWARDEN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "KEYWARDEN_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+        "KEYWARDEN_KAFKA_PORT": str(kafka_port),
+        "KEYWARDEN_KAFKA_CONTROLLER_PORT": str(controller_port),
         "KEYWARDEN_CLICKHOUSE_URL": warehouse_db,
         "KEYWARDEN_GATEWAY_PORT": str(gateway_port),
         "KEYWARDEN_PIPELINE_APP_ID": f"demo-test-{uuid.uuid4().hex[:8]}",

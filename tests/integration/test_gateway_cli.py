@@ -1,5 +1,5 @@
-"""The `keys` / `providers` commands against the real broker, run in a worker thread (they own
-their event loop), and their errors for misuse."""
+"""The `keys` / `providers` commands as clients of a real admin API server (on the real broker),
+run in a worker thread (they make blocking HTTP calls), and their errors for misuse."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ async def run(argv: list[str]) -> int:
 
 
 @pytest.fixture
-def cli_env(monkeypatch, gateway_settings, provider_keys):
+def cli_env(monkeypatch, gateway_settings, provider_keys, admin_server, owner_token):
     monkeypatch.setenv("KEYWARDEN_HOME", str(gateway_settings.home))
     monkeypatch.setenv("KEYWARDEN_KAFKA_BOOTSTRAP", gateway_settings.kafka_bootstrap)
+    monkeypatch.setenv("KEYWARDEN_ADMIN_URL", admin_server.base_url)
+    monkeypatch.setenv("KEYWARDEN_ADMIN_TOKEN", owner_token)
     monkeypatch.setenv("USER", "cli-tester")
 
 
@@ -66,6 +68,10 @@ async def test_keys_commands_round_trip(cli_env, capsys):
     assert shown["policy"]["allowed_models"] == ["gpt-4o-mini"] and shown["policy"]["rpm"] is None
     assert shown["policy"]["daily_budget_usd"] == "5" and shown["tags"]["extra"] == {"owner": "ana"}
     assert "secret_hash" not in shown and value not in json.dumps(shown)
+    assert await run(["keys", "rotate", "cli-team-prod", "--grace-hours", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().startswith("kw_cli-team-prod_sk_") and out.strip() != value
+    assert "previous secret works until" in err and value not in out + err
     assert await run(["keys", "revoke", "cli-team-prod"]) == 0
     assert await run(["keys", "revoke", shown["key_id"]]) == 2
     assert "is revoked" in capsys.readouterr().err
@@ -94,3 +100,17 @@ async def test_providers_commands_and_misuse(cli_env, capsys, monkeypatch):
     assert await run(["keys", "show", "no-such-key"]) == 2
     with pytest.raises(SystemExit):
         parser().parse_args(["keys", "create", "x", "--daily-budget", "-3"])
+
+
+async def test_cli_without_a_credential_or_with_a_refused_one_says_why(
+    cli_env, capsys, monkeypatch, issue_credential
+):
+    monkeypatch.delenv("KEYWARDEN_ADMIN_TOKEN")
+    assert await run(["keys", "list"]) == 2
+    assert "KEYWARDEN_ADMIN_TOKEN" in capsys.readouterr().err
+    secret, _ = await issue_credential("cli-auditor", "auditor")
+    monkeypatch.setenv("KEYWARDEN_ADMIN_TOKEN", secret)
+    assert await run(["keys", "list", "--json"]) == 0
+    capsys.readouterr()
+    assert await run(["keys", "create", "cli-auditor-try"]) == 2
+    assert "role auditor may not keys:create" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""The admin API: authenticated, authorised and audited key administration over HTTP."""
