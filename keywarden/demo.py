@@ -86,14 +86,22 @@ DEMO_KEYS = (
 # --- the stack ----------------------------------------------------------------------------
 
 
-def _child(command: list[str], log_path: Path, stack: ExitStack, env: dict[str, str] | None = None,
-           to_console: bool = False) -> subprocess.Popen[bytes]:
+def _child(
+    command: list[str],
+    log_path: Path,
+    stack: ExitStack,
+    env: dict[str, str] | None = None,
+    to_console: bool = False,
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "keywarden.cli", *command], cwd=PROJECT_ROOT,
-            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-            stdout=None if to_console else log, stderr=log,
+            [sys.executable, "-m", "keywarden.cli", *command],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=None if to_console else log,
+            stderr=log,
         )
 
     def stop() -> None:
@@ -177,8 +185,12 @@ async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
             if old.created_by == "keywarden-demo" and old.revoked_at is None:
                 await admin.revoke(old.key_id, reason="superseded by a new demo run")
         for key in DEMO_KEYS:
-            tags = KeyTags(team=key.team, service=key.service, environment=key.environment,
-                           cost_center=key.cost_center)
+            tags = KeyTags(
+                team=key.team,
+                service=key.service,
+                environment=key.environment,
+                cost_center=key.cost_center,
+            )
             wrapped, record = await admin.create_key(key.scope, tags, key.policy)
             issued[key.scope] = (record.key_id, wrapped.value)
             _say(f"created wrapped key {record.key_id} ({key.scope}; team {key.team})")
@@ -204,15 +216,29 @@ def seed_history(issued: dict[str, tuple[str, str]], now: datetime) -> list[Requ
         for hour in range(7 * 24 - 2):
             at = start + timedelta(hours=hour, minutes=7)
             for n in range(2):
-                events.append(RequestEvent(
-                    event_id=uuid7(int(at.timestamp() * 1000) + n), occurred_at=at + timedelta(
-                        seconds=n), wrapped_key_id=key_id, key_scope=key.scope,
-                    provider=key.provider, provider_key_id="seeded", endpoint="seeded",
-                    requested_model=key.model, served_model=key.model, outcome=Outcome.ACCEPTED,
-                    http_status=200, usage=Usage(input_tokens=40, output_tokens=20),
-                    gateway_id="demo-history", tags=KeyTags(
-                        team=key.team, service=key.service, environment=key.environment,
-                        cost_center=key.cost_center)))
+                events.append(
+                    RequestEvent(
+                        event_id=uuid7(int(at.timestamp() * 1000) + n),
+                        occurred_at=at + timedelta(seconds=n),
+                        wrapped_key_id=key_id,
+                        key_scope=key.scope,
+                        provider=key.provider,
+                        provider_key_id="seeded",
+                        endpoint="seeded",
+                        requested_model=key.model,
+                        served_model=key.model,
+                        outcome=Outcome.ACCEPTED,
+                        http_status=200,
+                        usage=Usage(input_tokens=40, output_tokens=20),
+                        gateway_id="demo-history",
+                        tags=KeyTags(
+                            team=key.team,
+                            service=key.service,
+                            environment=key.environment,
+                            cost_center=key.cost_center,
+                        ),
+                    )
+                )
     return events
 
 
@@ -227,13 +253,15 @@ def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[
     from google.genai import types
 
     outcome = {"ok": 0, "refused_budget": 0, "refused_model": 0}
-    chat = openai.OpenAI(api_key=issued["payments-chatbot-prod"][1],
-                         base_url=f"{gateway_url}/v1", max_retries=0)
+    chat = openai.OpenAI(
+        api_key=issued["payments-chatbot-prod"][1], base_url=f"{gateway_url}/v1", max_retries=0
+    )
     messages = [{"role": "user", "content": "Summarise our refund policy in one line."}]
     for _ in range(6):  # steady use, streaming and not
         chat.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=40)
-        for _chunk in chat.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                                   max_tokens=40, stream=True):
+        for _chunk in chat.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, max_tokens=40, stream=True
+        ):
             pass
         outcome["ok"] += 2
     _say("payments-chatbot-prod: first use of gpt-4o …")
@@ -246,11 +274,15 @@ def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[
         _say(f"refused as expected (403): {refused.message}")
 
     _say("search-rerank-prod: a burst of 40 requests (a spike over its 2/hour baseline) …")
-    claude = anthropic.Anthropic(api_key=issued["search-rerank-prod"][1], base_url=gateway_url,
-                                 max_retries=0)
+    claude = anthropic.Anthropic(
+        api_key=issued["search-rerank-prod"][1], base_url=gateway_url, max_retries=0
+    )
     for index in range(40):
-        request = {"model": "claude-haiku-4-5", "max_tokens": 40,
-                   "messages": [{"role": "user", "content": f"Rank result {index}."}]}
+        request = {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 40,
+            "messages": [{"role": "user", "content": f"Rank result {index}."}],
+        }
         if index % 4 == 0:
             with claude.messages.stream(**request) as stream:
                 stream.get_final_message()
@@ -258,15 +290,18 @@ def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[
             claude.messages.create(**request)
         outcome["ok"] += 1
 
-    gemini = genai.Client(api_key=issued["growth-summaries-staging"][1],
-                          http_options=types.HttpOptions(base_url=gateway_url))
+    gemini = genai.Client(
+        api_key=issued["growth-summaries-staging"][1],
+        http_options=types.HttpOptions(base_url=gateway_url),
+    )
     for _ in range(4):
         gemini.models.generate_content(model="gemini-2.5-flash", contents="Three growth ideas.")
         outcome["ok"] += 1
 
     _say("payments-chatbot-dev: spending past its $0.002 daily cap …")
-    dev = openai.OpenAI(api_key=issued["payments-chatbot-dev"][1],
-                        base_url=f"{gateway_url}/v1", max_retries=0)
+    dev = openai.OpenAI(
+        api_key=issued["payments-chatbot-dev"][1], base_url=f"{gateway_url}/v1", max_retries=0
+    )
     long_prompt = [{"role": "user", "content": "Explain this stack trace. " * 200}]
     for _ in range(12):
         try:
@@ -293,7 +328,8 @@ def print_report(settings: Settings, key_ids: list[str], since: datetime) -> Non
     try:
         alerts = client.query(
             "SELECT kind, state, key_scope, title FROM alerts FINAL "
-            "WHERE wrapped_key_id IN {keys:Array(String)} AND published_at >= {since:DateTime64(3)} "
+            "WHERE wrapped_key_id IN {keys:Array(String)} "
+            "AND published_at >= {since:DateTime64(3)} "
             "ORDER BY detected_at",
             parameters={"keys": key_ids, "since": since},
         ).result_rows
@@ -330,20 +366,33 @@ def run_demo(settings: Settings, events: int = 0) -> int:
         issued = asyncio.run(register_keys(settings))
         key_ids = [key_id for key_id, _secret in issued.values()]
 
-        _child(["pipeline", "run", "--loglevel", "warning"], logs / "pipeline.log", stack,
-               DEMO_PIPELINE_ENV)
+        _child(
+            ["pipeline", "run", "--loglevel", "warning"],
+            logs / "pipeline.log",
+            stack,
+            DEMO_PIPELINE_ENV,
+        )
         _say(f"pipeline worker started (log: {logs / 'pipeline.log'})")
-        _child(["notifier", "run"], logs / "notifier.log", stack,
-               {"KEYWARDEN_NOTIFIER_GROUP_ID": f"keywarden-demo-notifier-{run_id}"},
-               to_console=True)
+        _child(
+            ["notifier", "run"],
+            logs / "notifier.log",
+            stack,
+            {"KEYWARDEN_NOTIFIER_GROUP_ID": f"keywarden-demo-notifier-{run_id}"},
+            to_console=True,
+        )
         _say("notifier started in console mode (no Slack configured): alerts print below")
 
         gateway_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        upstreams = {f"KEYWARDEN_GATEWAY_UPSTREAM_{name.upper()}": provider.base_url
-                     for name in DEMO_PROVIDER_SECRETS}
+        upstreams = {
+            f"KEYWARDEN_GATEWAY_UPSTREAM_{name.upper()}": provider.base_url
+            for name in DEMO_PROVIDER_SECRETS
+        }
         gateway = _child(["gateway", "serve"], logs / "gateway.log", stack, upstreams)
-        wait_for(lambda: gateway.poll() is not None or _answers(f"{gateway_url}/readyz"), 60,
-                 "the gateway to be ready")
+        wait_for(
+            lambda: gateway.poll() is not None or _answers(f"{gateway_url}/readyz"),
+            60,
+            "the gateway to be ready",
+        )
         if gateway.poll() is not None:
             _say(f"the gateway exited with {gateway.returncode}; see {logs / 'gateway.log'}")
             return 1
@@ -359,18 +408,23 @@ def run_demo(settings: Settings, events: int = 0) -> int:
                 try:
                     count = client.command(
                         "SELECT count() FROM request_events FINAL "
-                        "WHERE wrapped_key_id IN {k:Array(String)}", parameters={"k": key_ids})
+                        "WHERE wrapped_key_id IN {k:Array(String)}",
+                        parameters={"k": key_ids},
+                    )
                 finally:
                     client.close()
                 return int(count) >= expected
+
             return check
 
         wait_for(stored(len(history)), 120, "the history to reach ClickHouse")
         outcome = drive_traffic(gateway_url, issued)
         sent = sum(outcome.values())
-        _say(f"sent {sent} requests through the gateway: {outcome['ok']} answered, "
-             f"{outcome['refused_budget']} refused by budget, {outcome['refused_model']} by "
-             "model allowlist")
+        _say(
+            f"sent {sent} requests through the gateway: {outcome['ok']} answered, "
+            f"{outcome['refused_budget']} refused by budget, {outcome['refused_model']} by "
+            "model allowlist"
+        )
         wait_for(stored(len(history) + sent), 120, "every request event in ClickHouse")
         time.sleep(3)  # the notifier prints alerts as they arrive
         print_report(settings, key_ids, started)

@@ -92,7 +92,7 @@ async def ensure_topics(
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
-    except (KafkaConnectionError, asyncio.TimeoutError) as error:
+    except (TimeoutError, KafkaConnectionError) as error:
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(error).__name__}"
         ) from None

@@ -90,7 +90,9 @@ def synthetic_traffic(
     spacing: timedelta = timedelta(seconds=1),
     seed: int = 7,
 ) -> list[RequestEvent]:
-    """`count` events spread over keys, `spacing` apart from `start` (default: now - count*spacing)."""
+    """`count` events spread over keys, `spacing` apart from `start`.
+
+    `start` defaults to now minus `count * spacing`, so the traffic ends about now."""
     rng = random.Random(seed)
     start = start or datetime.now(UTC) - spacing * count
     return [synthetic_event(rng.choice(keys), start + spacing * i, rng) for i in range(count)]

@@ -18,11 +18,17 @@ class PipelineTopics:
 
 
 def declare_topics(app: faust.App) -> PipelineTopics:
-    """Bind the project's topics to `app` as raw-bytes topics; the pipeline decodes values itself."""
+    """Bind the project's topics to `app` as raw-bytes topics (the pipeline decodes values)."""
 
     def raw(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw", allow_empty=True)
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            allow_empty=True,
+        )
 
     return PipelineTopics(
         requests=raw(names.REQUESTS),

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.events.admin import AdminRegistryEvent
 from schemas.events.alert import AlertEvent
+from schemas.events.audit import AuditEvent
+from schemas.events.keys import RegistryEvent
 from schemas.events.request import RequestEvent
 from schemas.events.spend import SpendEvent
 
@@ -21,6 +24,9 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "llm.request.v1": RequestEvent,
     "alert.v1": AlertEvent,
     "spend.v1": SpendEvent,
+    "key.registry.v1": RegistryEvent,
+    "audit.v1": AuditEvent,
+    "admin.registry.v1": AdminRegistryEvent,
 }
 
 

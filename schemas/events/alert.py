@@ -66,7 +66,9 @@ class AlertEvent(BaseModel):
     summary: str = Field(default="", max_length=3000)
     # The figures behind the alert; each rule fills the ones it has.
     period: str = Field(default="", description="e.g. day:2026-11-27, month:2026-11, hour:…")
-    metric: str = Field(default="", description="requests | tokens | cost_usd | spend_usd | age_days")
+    metric: str = Field(
+        default="", description="requests | tokens | cost_usd | spend_usd | age_days"
+    )
     observed: Decimal | None = None
     baseline: Decimal | None = None
     ratio: Decimal | None = None

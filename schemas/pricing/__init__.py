@@ -160,14 +160,24 @@ class PricingCatalog(BaseModel):
     def price(self, provider: str, model: str | None, usage: Usage, at: datetime) -> Priced:
         """Price one request: exact cost, or an explicit unknown; never a silent $0."""
         if usage.total_tokens == 0:
-            return Priced(status=PricingStatus.NOT_BILLABLE, cost_usd=Decimal(0).quantize(COST_QUANTUM),
-                          catalog_version=self.catalog_version)
+            return Priced(
+                status=PricingStatus.NOT_BILLABLE,
+                cost_usd=Decimal(0).quantize(COST_QUANTUM),
+                catalog_version=self.catalog_version,
+            )
         entry = self.lookup(provider, model, at) if model else None
         if entry is None:
-            return Priced(status=PricingStatus.UNKNOWN_MODEL, cost_usd=None,
-                          catalog_version=self.catalog_version)
-        return Priced(status=PricingStatus.PRICED, cost_usd=entry.cost(usage),
-                      catalog_version=self.catalog_version, price_entry_id=entry.entry_id)
+            return Priced(
+                status=PricingStatus.UNKNOWN_MODEL,
+                cost_usd=None,
+                catalog_version=self.catalog_version,
+            )
+        return Priced(
+            status=PricingStatus.PRICED,
+            cost_usd=entry.cost(usage),
+            catalog_version=self.catalog_version,
+            price_entry_id=entry.entry_id,
+        )
 
 
 def load_catalog(path: Path | str = CATALOG_PATH) -> PricingCatalog:
@@ -175,4 +185,11 @@ def load_catalog(path: Path | str = CATALOG_PATH) -> PricingCatalog:
     return PricingCatalog.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-__all__ = ["canonical_model", "PriceEntry", "Priced", "PricingCatalog", "PricingStatus", "load_catalog"]
+__all__ = [
+    "canonical_model",
+    "PriceEntry",
+    "Priced",
+    "PricingCatalog",
+    "PricingStatus",
+    "load_catalog",
+]

@@ -19,7 +19,10 @@ from tests.unit.test_request_contract import minimal
         (b"{not json", "not_json"),
         (b"[1, 2]", "wrong_shape"),
         (json.dumps(minimal(schema="llm.request.v0")).encode(), "unknown_schema"),
-        (json.dumps({k: v for k, v in minimal().items() if k != "schema"}).encode(), "unknown_schema"),
+        (
+            json.dumps({k: v for k, v in minimal().items() if k != "schema"}).encode(),
+            "unknown_schema",
+        ),
         (json.dumps(minimal(http_status="two hundred")).encode(), "invalid_event"),
         (json.dumps(minimal(usage={"input_tokens": -1})).encode(), "invalid_event"),
     ],

@@ -18,7 +18,7 @@ NOW = datetime(2026, 11, 27, tzinfo=UTC)
     ("provider", "model", "usage", "expected"),
     [
         # 1,000,000 uncached input + 1,000,000 output of gpt-4o: $2.50 + $10.00
-        ("openai", "gpt-4o", Usage(input_tokens=1_000_000, output_tokens=1_000_000), "12.500000000"),
+        ("openai", "gpt-4o", Usage(input_tokens=10**6, output_tokens=10**6), "12.500000000"),
         # 1234 input of which 1000 cached, 567 output on gpt-4o-mini:
         # 234*0.15 + 1000*0.075 + 567*0.60 = 35.1 + 75 + 340.2 = 450.3 per 1M
         ("openai", "gpt-4o-mini",
@@ -58,7 +58,9 @@ def test_unknown_model_is_unknown_not_free() -> None:
 
 
 def test_model_used_before_its_first_price_is_unknown() -> None:
-    priced = CATALOG.price("openai", "gpt-5", Usage(input_tokens=5), datetime(2024, 1, 1, tzinfo=UTC))
+    priced = CATALOG.price(
+        "openai", "gpt-5", Usage(input_tokens=5), datetime(2024, 1, 1, tzinfo=UTC)
+    )
     assert priced.status is PricingStatus.UNKNOWN_MODEL
 
 
