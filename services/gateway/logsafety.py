@@ -31,11 +31,4 @@ def install() -> None:
         logger.addFilter(_REDACTOR)
 
 
-def silence_access_log() -> None:
-    """uvicorn's access log prints the query string, where Gemini clients may put `?key=`."""
-    access = logging.getLogger("uvicorn.access")
-    access.handlers = []
-    access.propagate = False
-
-
-__all__ = ["PayloadRedactor", "install", "silence_access_log"]
+__all__ = ["PayloadRedactor", "install"]
