@@ -26,11 +26,19 @@ test: setup
 unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-bench: setup
-	$(BIN)/python -m bench
+# LiteLLM (a peer the benchmarks compare against) lives in its own venv, never in the project's.
+BENCH_STAMP := .venv-bench/.installed
+
+$(BENCH_STAMP):
+	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet 'litellm[proxy]' || echo "litellm[proxy] did not install: the benchmark says why and goes on without it"
+	@touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .keywarden .pytest_cache
+	rm -rf $(VENV) .venv-bench .keywarden .pytest_cache

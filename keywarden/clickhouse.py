@@ -16,8 +16,13 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from keywarden.settings import ConfigError, get_settings
 
 
-class ClickHouseUnavailable(Exception):
-    """The ClickHouse server could not be reached (retriable)."""
+class ClickHouseUnavailable(OperationalError):
+    """The ClickHouse server could not be reached (retriable).
+
+    A subclass of clickhouse-connect's `OperationalError` on purpose: a caller that retries that
+    error on an insert (the pipeline's sink) must retry it just the same when the client factory
+    is the one that failed to connect.
+    """
 
     retriable = True
 

@@ -248,6 +248,9 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(
         default=16 * 1024 * 1024, gt=0, description="larger request bodies get 413"
     )
+    gateway_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a client slower than this to send its body gets 408"
+    )
     gateway_trusted_proxies: str = Field(
         default="", description="comma-separated CIDRs whose X-Forwarded-For is believed"
     )

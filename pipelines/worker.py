@@ -98,12 +98,22 @@ def add_analytics(
 
     emitter = AlertEmitter(publish_alert, client)
     refresher = RollupRefresher(client, settings.analytics_rollup_flush_seconds)
+    async def changelog_durable() -> None:
+        """Table writes acknowledged by the broker. faust's own flush before a commit gives up
+        on its send buffer after 0.1 s without progress, so a commit could run ahead of the
+        changelog and a SIGKILL then lose counts whose events will not be redelivered."""
+        buffer = app.producer.buffer
+        while buffer.size:
+            await buffer.flush_atmost(buffer.size)
+        await app.producer.flush()
+
     step = AnalyticsStep(
         store=store, analyzer=KeyAnalyzer(store, config, policy_of), emitter=emitter,
         anomaly_sink=ClickHouseSink(client, "anomalies", ANOMALY_COLUMNS),
         baseline_sink=ClickHouseSink(client, "key_baselines", BASELINE_COLUMNS),
         publish_spend=publish_spend, refresher=refresher, registry=registry,
         catalog_version=processor.catalog.catalog_version,
+        make_durable=changelog_durable,
         registry_wait_seconds=settings.analytics_registry_wait_seconds,
         assigned_partitions=assigned,
     )

@@ -65,6 +65,18 @@ class InvalidRequest(RequestRefused):
     reason = RejectionReason.INVALID_REQUEST
 
 
+class BodyTooLarge(InvalidRequest):
+    """The request body is larger than KEYWARDEN_GATEWAY_MAX_BODY_BYTES."""
+
+    status_code = 413
+
+
+class BodyTimeout(InvalidRequest):
+    """The client did not send its whole body within KEYWARDEN_GATEWAY_BODY_TIMEOUT_S."""
+
+    status_code = 408
+
+
 class PolicyViolation(RequestRefused):
     """The key's policy forbids this request."""
 

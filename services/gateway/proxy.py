@@ -7,6 +7,7 @@ provider key, budget reservation. A refusal answers in the client's provider dia
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,6 +27,8 @@ from services.gateway.auth import credential_from
 from services.gateway.budget import Reservation
 from services.gateway.errors import (
     AuthError,
+    BodyTimeout,
+    BodyTooLarge,
     GatewayError,
     InvalidRequest,
     NoProviderKey,
@@ -57,6 +60,29 @@ class Exchange:
     streaming: bool = False
     provider_key_id: str | None = None
     reservation: Reservation | None = None
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refused early when its declared or actual size passes `limit` (413) and
+    when the client takes longer than `timeout` to send it (408), so a slow or huge upload
+    never holds the gateway's memory or a request slot for long."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+
+    async def collect() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(collect(), timeout)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
 
 
 class ProxyEndpoint:
@@ -111,11 +137,8 @@ class ProxyEndpoint:
             raise
         exchange.key = key
         check_source(key.policy, key.key_id, exchange.client_ip)
-        raw = await request.body()
-        if len(raw) > gateway.settings.gateway_max_body_bytes:
-            raise InvalidRequest(
-                f"the request body is larger than {gateway.settings.gateway_max_body_bytes} bytes"
-            )
+        raw = await read_body(request, gateway.settings.gateway_max_body_bytes,
+                              gateway.settings.gateway_body_timeout_s)
         try:
             body: Any = json.loads(raw) if raw else None
             parsed = providers.adapter_for(matched.provider).parse_request(

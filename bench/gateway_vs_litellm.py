@@ -1,0 +1,222 @@
+"""Benchmark 1: the gateway's added latency (p50/p95/p99) at fixed request rates, streaming and
+not, beside calling the fake provider directly and beside the LiteLLM proxy in front of the same
+fake provider, all in one run.
+
+LiteLLM (`litellm[proxy]`) lives in its own virtual environment, `.venv-bench`, never in the
+project's dependencies; `ensure_litellm()` creates it when missing. It runs as a plain
+pass-through proxy: one model_list entry `openai/gpt-4o-mini` with api_base at the fake provider,
+a master key, no database, no callbacks.
+
+    python -m bench.gateway_vs_litellm [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    CHAT_BODY,
+    CHAT_PATH,
+    LOOPBACK,
+    PROVIDER_KEY,
+    Child,
+    added,
+    closed_loop,
+    free_port,
+    gateway_stack,
+    machine_info,
+    open_loop,
+    private_kafka,
+    spawn,
+    wait_http,
+    warm_up,
+    write_result,
+)
+from keywarden.settings import PROJECT_ROOT
+
+BENCH_VENV = PROJECT_ROOT / ".venv-bench"
+LITELLM_BIN = BENCH_VENV / "bin" / "litellm"
+LITELLM_MASTER_KEY = "sk-litellm-bench-master"
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {api_base}/v1
+      api_key: {provider_key}
+litellm_settings:
+  telemetry: false
+  drop_params: true
+general_settings:
+  master_key: {master_key}
+"""
+
+
+def ensure_litellm(timeout_s: float = 600) -> tuple[bool, str]:
+    """(True, version) once `.venv-bench` has litellm[proxy]; (False, why) if it cannot."""
+    if not LITELLM_BIN.exists():
+        try:
+            if not (BENCH_VENV / "bin" / "python").exists():
+                subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True,
+                               timeout=120, capture_output=True)
+            subprocess.run([str(BENCH_VENV / "bin" / "python"), "-m", "pip", "install",
+                            "--quiet", "litellm[proxy]"], check=True, timeout=timeout_s,
+                           capture_output=True)
+        except (subprocess.SubprocessError, OSError) as error:
+            detail = getattr(error, "stderr", b"") or b""
+            tail = detail.decode(errors="replace").strip().splitlines()[-3:]
+            return False, f"installing litellm[proxy] into .venv-bench failed: {error}; {tail}"
+    probe = subprocess.run(
+        [str(BENCH_VENV / "bin" / "python"), "-c",
+         "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        return False, f"litellm does not import in .venv-bench: {probe.stderr.strip()[-300:]}"
+    return True, probe.stdout.strip()
+
+
+@contextlib.contextmanager
+def litellm_proxy(provider_url: str, scratch: Path) -> Iterator[str]:
+    """The LiteLLM proxy on a free loopback port in front of `provider_url`; yields its URL."""
+    config = scratch / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(
+        api_base=provider_url, provider_key=PROVIDER_KEY, master_key=LITELLM_MASTER_KEY))
+    port = free_port()
+    env = {"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_TELEMETRY": "False", "DISABLE_SCHEMA_UPDATE": "True"}
+    child: Child = spawn("litellm", [str(LITELLM_BIN), "--config", str(config), "--host",
+                                     LOOPBACK, "--port", str(port), "--num_workers", "1"],
+                         scratch, env, cwd=scratch)
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        try:
+            wait_http(url + "/health/liveliness", 180, child.process)
+        except (TimeoutError, RuntimeError) as error:
+            raise RuntimeError(f"LiteLLM proxy did not start: {error}; {child.tail(800)}") from None
+        yield url
+    finally:
+        child.stop()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+
+
+async def measure(targets: list[Target], rates: list[int], seconds: float,
+                  warmup: int) -> list[dict[str, Any]]:
+    runs = []
+    for streaming in (False, True):
+        body = CHAT_BODY | ({"stream": True} if streaming else {})
+        for target in targets:
+            await warm_up(target.url, target.headers, body, warmup)
+        runs.append(await sequential(targets, body, streaming, warmup * 2))
+        for rate in rates:
+            run: dict[str, Any] = {"streaming": streaming, "rate_rps": rate, "targets": {}}
+            for target in targets:
+                result = await open_loop(target.url, target.headers, body, rate=rate,
+                                         max_requests=int(rate * seconds), max_seconds=seconds)
+                run["targets"][target.name] = result.as_dict()
+                await asyncio.sleep(0.5)  # let stragglers and GC settle between targets
+            direct = run["targets"]["direct"]["latency_ms"]
+            run["added_ms"] = {name: added(value["latency_ms"], direct)
+                               for name, value in run["targets"].items() if name != "direct"}
+            runs.append(run)
+    return runs
+
+
+async def sequential(targets: list[Target], body: dict[str, Any], streaming: bool,
+                     count: int) -> dict[str, Any]:
+    """Closed loop, one request at a time: each target's latency with no queueing at all."""
+    run: dict[str, Any] = {"streaming": streaming, "rate_rps": "seq", "targets": {}}
+    for target in targets:
+        result = await closed_loop(target.url, target.headers, body, count)
+        run["targets"][target.name] = result.as_dict()
+    direct = run["targets"]["direct"]["latency_ms"]
+    run["added_ms"] = {name: added(value["latency_ms"], direct)
+                       for name, value in run["targets"].items() if name != "direct"}
+    return run
+
+
+def run(quick: bool = False, stamp: str | None = None) -> dict[str, Any]:
+    rates = [50, 200] if quick else [50, 200, 500]
+    seconds = 3.0 if quick else 8.0
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-latency-"))
+    litellm_ok, litellm_note = ensure_litellm()
+    result: dict[str, Any] = {
+        "benchmark": "gateway_vs_litellm", "at": stamp, "machine": machine_info(),
+        "load": {"rates_rps": rates, "seconds_per_target": seconds, "kind": "open loop, fixed "
+                 "rate, latency from each request's scheduled start, loopback, one client "
+                 "process (aiohttp); fake provider answers at once (no simulated latency)",
+                 "body": CHAT_BODY},
+        "litellm": {"available": litellm_ok, "note": litellm_note},
+    }
+    with contextlib.ExitStack() as stack:
+        kafka = stack.enter_context(private_kafka(scratch / "kafka"))
+        gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap))
+        targets = [
+            Target("direct", gw.provider_url + CHAT_PATH,
+                   {"authorization": f"Bearer {PROVIDER_KEY}"}),
+            Target("keywarden", gw.gateway_url + CHAT_PATH,
+                   {"authorization": f"Bearer {gw.wrapped_key}"}),
+        ]
+        if litellm_ok:
+            try:
+                litellm_url = stack.enter_context(litellm_proxy(gw.provider_url, scratch))
+                targets.append(Target("litellm", litellm_url + CHAT_PATH,
+                                      {"authorization": f"Bearer {LITELLM_MASTER_KEY}"}))
+                result["litellm"]["note"] = f"litellm {litellm_note}, 1 worker, pass-through"
+            except RuntimeError as error:
+                result["litellm"] = {"available": False, "note": str(error)}
+        started = time.monotonic()
+        result["runs"] = asyncio.run(measure(targets, rates, seconds, warmup=20))
+        result["seconds"] = round(time.monotonic() - started, 1)
+    result["path"] = str(write_result("gateway_vs_litellm", result, stamp))
+    return result
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for item in result.get("runs", []):
+        kind = "stream" if item["streaming"] else "plain"
+        for name, target in item["targets"].items():
+            lat = target["latency_ms"]
+            extra = item["added_ms"].get(name, {})
+            rows.append([
+                f"{kind} {item['rate_rps']} rps", name,
+                f"{target['achieved_rps']:.0f}", str(sum(target["errors"].values())),
+                f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", f"{lat['p99']:.2f}",
+                "-" if name == "direct" else
+                f"{extra['p50']:+.2f} / {extra['p95']:+.2f} / {extra['p99']:+.2f}",
+            ])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    result = run(args.quick)
+    print(f"litellm: {result['litellm']}")
+    for row in table_rows(result):
+        print(" | ".join(row))
+    print(f"wrote {result['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

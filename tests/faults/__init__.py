@@ -1,0 +1,1 @@
+"""Fault injection: each test breaks one real part and asserts what was kept."""

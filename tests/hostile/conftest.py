@@ -1,0 +1,174 @@
+"""The secret audit: after the whole session (tests/faults and tests/hostile, or everything),
+no secret the suite used may appear in a log line, a Kafka record, a file the servers wrote, or a
+ClickHouse row.
+
+Secrets are collected without each test having to remember: every wrapped key the gateway's
+admin issues in this process is recorded (by wrapping `issue_wrapped_key`), and the provider keys
+and Slack token the fixtures hand out are added up front; tests may `register_secret()` more.
+The audit itself is a session fixture used by every test in this folder, so its teardown runs
+after the last test and before the broker and the warehouse stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.fakes.slack import DEFAULT_TOKEN
+from services.gateway import admin as gateway_admin
+from services.gateway import auth as gateway_auth
+from tests.support.fake_provider import FAKE_PROVIDER_KEYS
+from tests.support.gateway import PROVIDER_SECRETS, ROTATED_SECRETS
+
+SECRETS: set[str] = {*FAKE_PROVIDER_KEYS, *PROVIDER_SECRETS.values(), *ROTATED_SECRETS.values(),
+                     DEFAULT_TOKEN}
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def register_secret(value: str) -> str:
+    SECRETS.add(value)
+    return value
+
+
+def _needles() -> set[bytes]:
+    """Each secret, and for wrapped keys also the secret part alone (a log that cut the scope
+    off would still leak it)."""
+    needles = set()
+    for secret in SECRETS:
+        needles.add(secret.encode())
+        if "_sk_" in secret:
+            needles.add(secret.split("_sk_", 1)[1].encode())
+    return needles
+
+
+_original_issue = gateway_auth.issue_wrapped_key
+
+
+def _recording_issue(scope: str, pepper: bytes) -> gateway_auth.IssuedKey:
+    issued = _original_issue(scope, pepper)
+    SECRETS.add(issued.value)
+    return issued
+
+
+gateway_auth.issue_wrapped_key = _recording_issue  # type: ignore[assignment]
+gateway_admin.issue_wrapped_key = _recording_issue  # type: ignore[assignment]
+
+
+class _Capture(logging.Handler):
+    """Every log record of the session, formatted with its arguments and traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a record that cannot format cannot leak either
+            self.lines.append(f"{record.name} <unformattable {record.msg!r}>")
+
+
+CAPTURE = _Capture()
+logging.getLogger().addHandler(CAPTURE)
+if logging.getLogger().level > logging.INFO:
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def _search_bytes(blob: bytes, needles: set[bytes]) -> list[bytes]:
+    return [needle for needle in needles if needle in blob]
+
+
+async def _topic_contents(bootstrap: str) -> dict[str, bytes]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if not t.startswith("__")]
+    finally:
+        await admin.close()
+    contents: dict[str, bytes] = {}
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        chunks: dict[str, list[bytes]] = {name: [] for name in names}
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if not batch:
+                idle += 1
+                continue
+            idle = 0
+            for partition, records in batch.items():
+                for record in records:
+                    chunks[partition.topic].append((record.key or b"") + b"\t"
+                                                   + (record.value or b""))
+        contents = {name: b"\n".join(parts) for name, parts in chunks.items()}
+    finally:
+        await consumer.stop()
+    return contents
+
+
+def _clickhouse_contents(warehouse: Any) -> dict[str, bytes]:
+    client = warehouse.client()
+    contents = {}
+    try:
+        tables = client.query(
+            "SELECT database, name FROM system.tables WHERE database NOT IN "
+            "('system', 'INFORMATION_SCHEMA', 'information_schema') AND engine NOT IN "
+            "('View', 'MaterializedView')").result_rows
+        for database, table in tables:
+            raw = client.raw_query(f"SELECT * FROM `{database}`.`{table}` FORMAT TSVRaw")
+            contents[f"{database}.{table}"] = bytes(raw)
+    finally:
+        client.close()
+    return contents
+
+
+def _files(root: Path) -> Iterator[tuple[Path, bytes]]:
+    for path in root.rglob("*"):
+        if path.is_file() and path.stat().st_size <= MAX_FILE_BYTES:
+            try:
+                yield path, path.read_bytes()
+            except OSError:
+                continue
+
+
+@pytest.fixture(scope="session")
+def secret_audit(kafka_broker: Any, warehouse: Any,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Searches everything for the session's secrets once the last test is done."""
+    yield
+    needles = _needles()
+    leaks: list[str] = []
+    for line in CAPTURE.lines:
+        found = _search_bytes(line.encode(), needles)
+        if found:
+            leaks.append(f"log: {line[:200]}")
+    for topic, blob in asyncio.run(_topic_contents(kafka_broker.bootstrap)).items():
+        if _search_bytes(blob, needles):
+            leaks.append(f"Kafka topic {topic}")
+    for table, blob in _clickhouse_contents(warehouse).items():
+        if _search_bytes(blob, needles):
+            leaks.append(f"ClickHouse table {table}")
+    # Child-process logs (pipeline workers, the broker), spools, Kafka's own segment files.
+    # The keyring is where secrets are meant to be (encrypted); registry events carry hashes.
+    for path, blob in _files(tmp_path_factory.getbasetemp()):
+        if _search_bytes(blob, needles):
+            leaks.append(f"file {path}")
+    assert len(SECRETS) > len(FAKE_PROVIDER_KEYS), "no wrapped key was recorded: audit broken"
+    assert not leaks, "secrets leaked:\n" + "\n".join(leaks[:30])
+
+
+@pytest.fixture(autouse=True)
+def _audited(secret_audit: None) -> None:
+    """Every test in this folder brings the audit up (so it runs at the session's end)."""
