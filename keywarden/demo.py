@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from deploy.local.kafka import LocalKafka, run_blocking
 from deploy.local.warehouse import spawn_warehouse, stop_warehouse
@@ -256,7 +257,7 @@ def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[
     chat = openai.OpenAI(
         api_key=issued["payments-chatbot-prod"][1], base_url=f"{gateway_url}/v1", max_retries=0
     )
-    messages = [{"role": "user", "content": "Summarise our refund policy in one line."}]
+    messages: Any = [{"role": "user", "content": "Summarise our refund policy in one line."}]
     for _ in range(6):  # steady use, streaming and not
         chat.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=40)
         for _chunk in chat.chat.completions.create(
@@ -278,7 +279,7 @@ def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[
         api_key=issued["search-rerank-prod"][1], base_url=gateway_url, max_retries=0
     )
     for index in range(40):
-        request = {
+        request: Any = {
             "model": "claude-haiku-4-5",
             "max_tokens": 40,
             "messages": [{"role": "user", "content": f"Rank result {index}."}],
@@ -302,7 +303,7 @@ def drive_traffic(gateway_url: str, issued: dict[str, tuple[str, str]]) -> dict[
     dev = openai.OpenAI(
         api_key=issued["payments-chatbot-dev"][1], base_url=f"{gateway_url}/v1", max_retries=0
     )
-    long_prompt = [{"role": "user", "content": "Explain this stack trace. " * 200}]
+    long_prompt: Any = [{"role": "user", "content": "Explain this stack trace. " * 200}]
     for _ in range(12):
         try:
             dev.chat.completions.create(model="gpt-4o-mini", messages=long_prompt, max_tokens=20)
@@ -413,7 +414,7 @@ def run_demo(settings: Settings, events: int = 0) -> int:
                     )
                 finally:
                     client.close()
-                return int(count) >= expected
+                return int(count) >= expected  # type: ignore[arg-type]  # a scalar here
 
             return check
 

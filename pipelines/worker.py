@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+from clickhouse_connect.driver.client import Client
 
 from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics
@@ -51,7 +52,7 @@ def build_pipeline(
     app = create_app(settings, app_id)
     topics = declare_topics(app)
 
-    def client() -> object:
+    def client() -> Client:
         return get_client(settings.clickhouse_url)
 
     async def publish_dead_letter(key: bytes | None, value: bytes) -> None:

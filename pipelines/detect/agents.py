@@ -193,8 +193,8 @@ class KeyAnalyzer:
             month = self.store.month_volume(partition, key, at).cost_usd
             checks.append((month_period(f"{at:%Y-%m}"), policy.monthly_budget_usd, month))
         if refused:
-            checks = [max((c for c in checks if c[1]), key=lambda c: c[2] / c[1], default=None)]
-            checks = [c for c in checks if c is not None]
+            capped = [(period, cap, spend) for period, cap, spend in checks if cap]
+            checks = [max(capped, key=lambda c: c[2] / c[1])] if capped else []  # type: ignore[operator]
         for period, cap, spend in checks:
             fired = record.fired.get(period, [])
             crossed = newly_crossed(spend, cap, self.config.budget_thresholds, fired)

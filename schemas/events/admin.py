@@ -9,14 +9,14 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events.keys import SCOPE_PATTERN
 from schemas.ids import uuid7
 
-ADMIN_REGISTRY_SCHEMA = "admin.registry.v1"
+ADMIN_REGISTRY_SCHEMA: Final = "admin.registry.v1"
 
 
 class Role(StrEnum):

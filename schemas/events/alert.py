@@ -10,14 +10,14 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.events.request import KeyTags
 from schemas.ids import stable_id
 
-ALERT_SCHEMA = "alert.v1"
+ALERT_SCHEMA: Final = "alert.v1"
 
 
 class AlertKind(StrEnum):

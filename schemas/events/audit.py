@@ -10,14 +10,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.events.keys import RegistryEvent, RegistryEventType
 from schemas.ids import uuid7
 
-AUDIT_SCHEMA = "audit.v1"
+AUDIT_SCHEMA: Final = "audit.v1"
 
 # Field names that must never reach an audit record, whatever a caller passes in.
 _FORBIDDEN_FIELDS = frozenset({"secret_hash", "sealed", "ciphertext_b64", "nonce_b64", "secret"})

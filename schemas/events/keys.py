@@ -14,14 +14,14 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events.request import KeyTags, Provider
 from schemas.ids import uuid7
 
-REGISTRY_SCHEMA = "key.registry.v1"
+REGISTRY_SCHEMA: Final = "key.registry.v1"
 
 SCOPE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 _SCOPE = re.compile(SCOPE_PATTERN)

@@ -11,13 +11,13 @@ import ipaddress
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.ids import uuid7
 
-REQUEST_SCHEMA = "llm.request.v1"
+REQUEST_SCHEMA: Final = "llm.request.v1"
 
 Slug = Annotated[str, Field(min_length=1, max_length=128)]
 TagValue = Annotated[str, Field(max_length=256)]

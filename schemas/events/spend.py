@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SPEND_SCHEMA = "spend.v1"
+SPEND_SCHEMA: Final = "spend.v1"
 
 
 class SpendEvent(BaseModel):
