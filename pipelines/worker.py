@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +36,7 @@ from pipelines.topics import PipelineTopics, declare_topics
 from schemas.pricing import PricingCatalog, load_catalog
 
 log = logging.getLogger(__name__)
+DURABLE_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -104,9 +106,14 @@ def add_analytics(
         on its send buffer after 0.1 s without progress, so a commit could run ahead of the
         changelog and a SIGKILL then lose counts whose events will not be redelivered."""
         buffer = app.producer.buffer
-        while buffer.size:
+        deadline = time.monotonic() + DURABLE_WAIT_SECONDS
+        while buffer.size and time.monotonic() < deadline:
             await buffer.flush_atmost(buffer.size)
-        await app.producer.flush()
+        if buffer.size:
+            log.warning("changelog writes still buffered after %.0fs (%d records); going on",
+                        DURABLE_WAIT_SECONDS, buffer.size)
+            return
+        await asyncio.wait_for(app.producer.flush(), DURABLE_WAIT_SECONDS)
 
     step = AnalyticsStep(
         store=store, analyzer=KeyAnalyzer(store, config, policy_of), emitter=emitter,
