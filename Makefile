@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test unit bench lint clean
+.PHONY: setup demo test faults unit bench lint clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,11 @@ demo: setup
 	$(BIN)/keywarden demo
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/faults
+
+# The fault-injection suite (Kafka restarts, SIGKILLed workers, 30 s and 60 s outages): ~5 min.
+faults: setup
+	$(BIN)/python -m pytest tests/faults
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit

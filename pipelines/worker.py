@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,9 +35,6 @@ from pipelines.topics import PipelineTopics, declare_topics
 from schemas.pricing import PricingCatalog, load_catalog
 
 log = logging.getLogger(__name__)
-DURABLE_WAIT_SECONDS = 5.0
-
-
 @dataclass
 class Pipeline:
     app: faust.App
@@ -101,27 +97,12 @@ def add_analytics(
 
     emitter = AlertEmitter(publish_alert, client)
     refresher = RollupRefresher(client, settings.analytics_rollup_flush_seconds)
-    async def changelog_durable() -> None:
-        """Table writes acknowledged by the broker. faust's own flush before a commit gives up
-        on its send buffer after 0.1 s without progress, so a commit could run ahead of the
-        changelog and a SIGKILL then lose counts whose events will not be redelivered."""
-        buffer = app.producer.buffer
-        deadline = time.monotonic() + DURABLE_WAIT_SECONDS
-        while buffer.size and time.monotonic() < deadline:
-            await buffer.flush_atmost(buffer.size)
-        if buffer.size:
-            log.warning("changelog writes still buffered after %.0fs (%d records); going on",
-                        DURABLE_WAIT_SECONDS, buffer.size)
-            return
-        await asyncio.wait_for(app.producer.flush(), DURABLE_WAIT_SECONDS)
-
     step = AnalyticsStep(
         store=store, analyzer=KeyAnalyzer(store, config, policy_of), emitter=emitter,
         anomaly_sink=ClickHouseSink(client, "anomalies", ANOMALY_COLUMNS),
         baseline_sink=ClickHouseSink(client, "key_baselines", BASELINE_COLUMNS),
         publish_spend=publish_spend, refresher=refresher, registry=registry,
         catalog_version=processor.catalog.catalog_version,
-        make_durable=changelog_durable,
         registry_wait_seconds=settings.analytics_registry_wait_seconds,
         assigned_partitions=assigned,
     )
