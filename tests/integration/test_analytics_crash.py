@@ -55,7 +55,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     async def partly_stored() -> bool:
         return await stored_count() >= len(events) // 3
 
-    await wait_for(partly_stored, 60, "a third of the events stored")
+    await wait_for(partly_stored, 120, "a third of the events stored")
     worker.kill()  # SIGKILL: no flush, no commit
     killed_at = await stored_count()
     assert killed_at < len(events), "the worker finished before it was killed"
@@ -69,7 +69,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     async def all_stored() -> bool:
         return await stored_count() == len(expected)
 
-    await wait_for(all_stored, 60, f"{len(expected)} distinct stored events")
+    await wait_for(all_stored, 180, f"{len(expected)} distinct stored events")
     inserted = await asyncio.to_thread(
         query, warehouse_db, "SELECT count() FROM request_events "
         "WHERE wrapped_key_id IN {keys:Array(String)}", keys=sorted(names))
