@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         default=30, gt=0, description="an active key without requests this long is orphaned"
     )
     analytics_timer_seconds: float = Field(default=60.0, gt=0, description="orphan/rotation checks")
+    analytics_alert_replay_seconds: float = Field(
+        default=900.0, gt=0,
+        description="a restarted worker treats alerts published this recently on alerts.v1 as "
+        "sent (no second publication for a redelivered batch)",
+    )
     analytics_rollup_flush_seconds: float = Field(
         default=2.0, gt=0, description="how often touched rollup rows are recomputed"
     )

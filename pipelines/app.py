@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 
 from keywarden.settings import Settings
@@ -28,3 +30,17 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.pipeline_session_timeout_seconds / 3),
         datadir=str(settings.home / "faust"),
     )
+
+
+async def track_producer_topics(app: faust.App, names: list[str]) -> None:
+    """Make the app's producer keep metadata for every topic it writes to.
+
+    aiokafka's client learns all topics from its first (unfiltered) metadata fetch, and `send`
+    then skips registering a topic it already knows. Once any topic is registered, refreshes ask
+    for the registered ones only, the unregistered topic drops out of the metadata, and records
+    for it wait in the accumulator for a leader that is never looked up: a changelog write that
+    never completes (seen as a worker whose batches never finish). Registering them up front
+    keeps them in every refresh.
+    """
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: SLF001
+    await asyncio.gather(*(producer.client.add_topic(name) for name in names))

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics
 from keywarden.settings import Settings
-from pipelines.alerts.emitter import AlertEmitter
-from pipelines.app import create_app
+from pipelines.alerts.emitter import AlertEmitter, recently_published
+from pipelines.app import create_app, track_producer_topics
 from pipelines.detect.agents import (
     ANOMALY_COLUMNS,
     BASELINE_COLUMNS,
@@ -25,6 +27,7 @@ from pipelines.detect.agents import (
     KeyAnalyzer,
 )
 from pipelines.detect.timers import KeyHygieneCheck
+from pipelines.ingest import offsets
 from pipelines.ingest.agents import IngestProcessor, register_ingest
 from pipelines.registry import RegistryView
 from pipelines.rollups.state import KeyStateStore
@@ -64,8 +67,12 @@ def build_pipeline(
         publish_dead_letter=publish_dead_letter,
     )
     analytics = add_analytics(app, topics, settings, processor, client)
+    async def committed(tps: set[Any]) -> Mapping[Any, int | None]:
+        return await offsets.group_committed(settings, app.conf.id, tps)
+
     register_ingest(
-        app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds
+        app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds,
+        committed,
     )
     return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics)
 
@@ -95,7 +102,11 @@ def add_analytics(
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.requests
                 .get_topic_name()}
 
-    emitter = AlertEmitter(publish_alert, client)
+    async def recent_alerts() -> set[tuple[str, str]]:
+        return await recently_published(settings, topics.alerts.get_topic_name(),
+                                        timedelta(seconds=settings.analytics_alert_replay_seconds))
+
+    emitter = AlertEmitter(publish_alert, client, recent_alerts)
     refresher = RollupRefresher(client, settings.analytics_rollup_flush_seconds)
     step = AnalyticsStep(
         store=store, analyzer=KeyAnalyzer(store, config, policy_of), emitter=emitter,
@@ -111,12 +122,23 @@ def add_analytics(
 
     @app.task
     async def start_background() -> None:
+        await track_producer_topics(app, [
+            tables.hours.changelog_topic.get_topic_name(),
+            tables.keys.changelog_topic.get_topic_name(),
+            *(topic.get_topic_name() for topic in (topics.spend, topics.alerts,
+                                                   topics.dead_letters)),
+        ])
         await registry.start()
         await refresher.start()
 
     @app.timer(settings.analytics_timer_seconds, on_leader=True)
     async def key_hygiene() -> None:
-        await hygiene.run()
+        # A timer that raises crashes the whole faust app: a warehouse or broker outage must
+        # only skip this round (the next one sees everything this one would have).
+        try:
+            await hygiene.run()
+        except (OperationalError, KafkaError, OSError) as exc:
+            log.warning("orphan/rotation check skipped this round: %s", exc)
 
     @app.on_before_shutdown.connect
     async def stop_background(app: faust.App, **_kw: Any) -> None:
@@ -132,3 +154,4 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     pipeline = build_pipeline(settings)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
+

@@ -3,21 +3,30 @@
 Order (each batch of alerts):
   1. drop the (alert_id, state) pairs the `alerts` table already holds: they were published;
   2. publish the rest to alerts.v1 (keyed by alert_id) and wait for the broker's acks;
-  3. only then insert their rows: a row means "published", so a crash between 2 and 3 can at
-     worst publish once more (the notifier dedups by alert_id and state), never lose one.
+  3. only then insert their rows: a row means "published".
+A crash between 2 and 3 leaves a published alert without its row. So that the redelivered batch
+does not publish it again, a restarted emitter first reads the recent tail of alerts.v1 (the
+last `recent_window`, by record timestamp) and treats the pairs found there as published too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka import TopicPartition
 from clickhouse_connect.driver.client import Client
 
-from pipelines.sinks.clickhouse import ClickHouseSink
+from keywarden.kafka import make_consumer
+from keywarden.settings import Settings
+from pipelines.sinks.clickhouse import ClickHouseSink, read_with_retry
 from schemas.events.alert import AlertEvent, AlertKind
+
+log = logging.getLogger(__name__)
 
 ALERT_COLUMNS = (
     "alert_id", "state", "kind", "severity", "detected_at", "wrapped_key_id", "key_scope",
@@ -27,6 +36,51 @@ ALERT_COLUMNS = (
 )  # fmt: skip
 
 Publish = Callable[[bytes, bytes], Awaitable[None]]
+RecentPairs = Callable[[], Awaitable[set[tuple[str, str]]]]
+
+
+async def recently_published(settings: Settings, topic: str, within: timedelta,
+                             timeout: float = 30.0) -> set[tuple[str, str]]:
+    """The (alert_id, state) pairs on `topic` with a record timestamp in the last `within`."""
+    consumer = make_consumer(group_id=None, settings=settings)
+    await consumer.start()
+    pairs: set[tuple[str, str]] = set()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - a fresh topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return pairs
+        consumer.assign(tps)
+        since_ms = int((datetime.now(UTC) - within).timestamp() * 1000)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = await consumer.end_offsets(tps)
+        remaining = {}
+        for tp in tps:
+            found = starts.get(tp)
+            if found is None or found.offset >= ends[tp]:
+                continue
+            consumer.seek(tp, found.offset)
+            remaining[tp] = ends[tp]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while remaining:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"reading the tail of {topic} took over {timeout}s")
+            batches = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    try:
+                        doc = json.loads(record.value or b"")
+                        pairs.add((str(doc["alert_id"]), str(doc["state"])))
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                if records and records[-1].offset + 1 >= remaining[tp]:
+                    del remaining[tp]
+    finally:
+        await consumer.stop()
+    return pairs
 
 
 def alert_row(alert: AlertEvent, published_at: datetime) -> tuple[Any, ...]:
@@ -43,9 +97,12 @@ def alert_row(alert: AlertEvent, published_at: datetime) -> tuple[Any, ...]:
 class AlertEmitter:
     """Publishes alerts at most once per (alert_id, state) as far as the warehouse knows."""
 
-    def __init__(self, publish: Publish, client_factory: Callable[[], Client]) -> None:
+    def __init__(self, publish: Publish, client_factory: Callable[[], Client],
+                 recent: RecentPairs | None = None) -> None:
         self._publish = publish
         self._client_factory = client_factory
+        self._recent = recent
+        self._published_before: set[tuple[str, str]] | None = None
         self.sink = ClickHouseSink(client_factory, "alerts", ALERT_COLUMNS)
         self.published = 0
         self.skipped = 0
@@ -58,7 +115,13 @@ class AlertEmitter:
         if not unique:
             return []
         # 1. what the warehouse says was published already
-        known = await asyncio.to_thread(self._known, sorted({pair[0] for pair in unique}))
+        ids = sorted({pair[0] for pair in unique})
+        known = await read_with_retry(lambda: self._known(ids), "published alerts")
+        if self._published_before is None:
+            self._published_before = await self._recent() if self._recent else set()
+            log.info("%d recently published alert states found on the topic",
+                     len(self._published_before))
+        known |= self._published_before
         fresh = [alert for pair, alert in unique.items() if pair not in known]
         self.skipped += len(unique) - len(fresh)
         # 2. publish and wait for the acks

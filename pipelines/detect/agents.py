@@ -41,6 +41,7 @@ from pipelines.rollups.state import DAY, KeyRecord, KeyStateStore, day_start, ho
 from pipelines.rollups.volume import Volume
 from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import ClickHouseSink, now_version
+from pipelines.watchdog import slow_step
 from schemas.events.alert import AlertEvent
 from schemas.events.keys import KeyPolicy
 from schemas.events.request import KeyTags, Outcome, RejectionReason
@@ -333,7 +334,8 @@ class AnalyticsStep:
         if not stored:
             return
         if not self._registry_waited:
-            await self.registry.wait_ready(self.registry_wait_seconds)
+            async with slow_step("wait for the key registry"):
+                await self.registry.wait_ready(self.registry_wait_seconds)
             self._registry_waited = True
         groups: dict[tuple[int, str], list[PricedRequest]] = {}
         for item in stored:
@@ -351,21 +353,26 @@ class AnalyticsStep:
                     key_scope=event.key_scope, tags=event.tags, model=event.model or "",
                     at=event.occurred_at, catalog_version=self.catalog_version))
             # 2. alerts (topic, then table), anomalies, baselines
-            await self.emitter.emit(out.alerts)
+            async with slow_step("emit alerts"):
+                await self.emitter.emit(out.alerts)
             self.analyzer.stats.alerts += len(out.alerts)
             self._announced_unknown.update(
                 a.details["subject"] for a in out.alerts if "subject" in a.details)
-            await self.anomaly_sink.write(out.anomalies)
-            await self.baseline_sink.write(out.baselines)
-            # 3. state to the tables (faust sends their changelog records in the background;
-            #    see the known issue in tests/faults/test_pipeline_sigkill.py)
+            async with slow_step("store anomalies and baselines"):
+                await self.anomaly_sink.write(out.anomalies)
+                await self.baseline_sink.write(out.baselines)
+            # 3. state to the tables, and wait until their changelog records are acknowledged:
+            #    faust acknowledges this batch's offsets only after this hook returns.
             self.store.flush()
+            async with slow_step("confirm the state changelogs"):
+                await self.store.tables.confirm()
         except BaseException:
             self.store.reset()  # the batch will be redelivered; start from the tables again
             raise
         # 4. spend for the gateways
-        for spend in out.spend:
-            await self.publish_spend(spend.wrapped_key_id.encode(), spend.to_json_bytes())
+        async with slow_step("publish spend"):
+            for spend in out.spend:
+                await self.publish_spend(spend.wrapped_key_id.encode(), spend.to_json_bytes())
         # 5. rollups, in the background
         for item in stored:
             self.refresher.mark(item.event.wrapped_key_id, item.event.occurred_at)

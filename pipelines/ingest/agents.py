@@ -1,8 +1,9 @@
 """The ingest agent: batches of `llm.requests.v1` records -> decoded, priced, stored.
 
 The agent is a thin loop; `IngestProcessor.process` does the work for one batch and returns only
-when every record of it is stored in ClickHouse or dead-lettered, so faust acknowledges (and
-later commits) a record only after its row exists.
+when every record of it is stored in ClickHouse or dead-lettered (and the state derived from it
+is in the changelogs), so faust acknowledges (and later commits) a record only after that; a
+batch whose processing fails or is cancelled is never acknowledged.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from typing import Any
 
 import faust
 
+from pipelines.ingest import offsets
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
+from pipelines.ingest.offsets import OffsetLedger
 from pipelines.pricing import PricedRequest, price
 from pipelines.sinks.clickhouse import ClickHouseSink, dead_letter_row, now_version, request_row
 from pipelines.topics import PipelineTopics
+from pipelines.watchdog import slow_step
 from schemas.pricing import PricingCatalog
 
 log = logging.getLogger(__name__)
@@ -75,9 +79,10 @@ class IngestProcessor:
         # 1. store the priced rows (idempotent); rows ClickHouse refuses become dead letters.
         version = now_version()
         ingested_at = datetime.now(UTC)
-        refused = await self.request_sink.write(
-            [request_row(item, ingested_at, version) for item in priced]
-        )
+        async with slow_step("store request rows"):
+            refused = await self.request_sink.write(
+                [request_row(item, ingested_at, version) for item in priced]
+            )
         if refused:
             refused_ids = {row[0] for row, _ in refused}
             dead.extend(
@@ -88,7 +93,8 @@ class IngestProcessor:
 
         # 2. dead letters: to the DLQ topic (with the original bytes) and to ClickHouse.
         if dead:
-            await self._dead_letter(dead)
+            async with slow_step("dead-letter"):
+                await self._dead_letter(dead)
 
         self.stats.stored += len(priced)
         # 3. only now may anything treat these events as seen.
@@ -126,15 +132,48 @@ class IngestProcessor:
         self.stats.dead_lettered += len(dead)
 
 
+Committed = Callable[[set[Any]], Awaitable[Mapping[Any, int | None]]]
+
+
 def register_ingest(
     app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
-    batch_seconds: float,
+    batch_seconds: float, committed_offsets: Committed,
 ) -> faust.types.AgentT:
     """Attach the ingest agent to `app`."""
+
+    ledger = OffsetLedger(topics.requests.get_topic_name())
+
+    @app.on_partitions_assigned.connect
+    async def restart_ledger(app: faust.App, assigned: Any = None, **_kw: Any) -> None:
+        ledger.forget_all()
+
+    async def begin(tps: set[Any]) -> None:
+        consumer = app.consumer
+        offsets.install(consumer, ledger)
+        committed = await committed_offsets(tps)
+        unknown = [tp for tp, offset in committed.items() if offset is None]
+        earliest = await consumer.earliest_offsets(*unknown) if unknown else {}
+        for tp in tps:
+            ledger.begin(tp, committed[tp] if committed[tp] is not None else earliest[tp])
 
     @app.agent(topics.requests, name="keywarden.ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_rows, within=batch_seconds):
+            # take_events acknowledges a batch in a `finally`, even when processing it failed or
+            # was cancelled (a SIGTERM during a ClickHouse outage). That is harmless: offsets are
+            # committed from the ledger, which moves only once a batch is stored.
+            by_partition: dict[Any, list[int]] = {}
+            for event in events:
+                by_partition.setdefault(event.message.tp, []).append(event.message.offset)
+            new = {tp for tp in by_partition if not ledger.knows(tp)}
+            if new:
+                await begin(new)
+            admitted: dict[Any, set[int]] = {}
+            seek_back: dict[Any, int] = {}
+            for tp, offsets_of_tp in by_partition.items():
+                admitted[tp], seek_to = ledger.admit(tp, offsets_of_tp)
+                if seek_to is not None:
+                    seek_back[tp] = seek_to
             records = [
                 RawRecord(
                     topic=event.message.topic,
@@ -144,7 +183,13 @@ def register_ingest(
                     value=event.message.value,
                 )
                 for event in events
+                if event.message.offset in admitted[event.message.tp]
             ]
-            await processor.process(records)
+            if records:
+                await processor.process(records)
+            for tp, offsets_of_tp in admitted.items():
+                ledger.stored(tp, offsets_of_tp)
+            for tp, offset in seek_back.items():
+                await app.consumer.seek(tp, offset)
 
     return ingest

@@ -103,6 +103,24 @@ class Backoff:
         return random.uniform(0, min(self.max_seconds, self.base_seconds * 2**attempt))
 
 
+async def read_with_retry(read: Callable[[], Any], what: str,
+                          backoff: Backoff | None = None) -> Any:
+    """Run the blocking `read` in a thread, waiting out warehouse outages like the sink does."""
+    backoff = backoff or Backoff()
+    attempt = 0
+    while True:
+        try:
+            return await asyncio.to_thread(read)
+        except ClickHouseError as error:
+            if not is_transient(error):
+                raise
+            delay = backoff.delay(attempt)
+            attempt += 1
+            log.warning("ClickHouse read (%s) failed (%s), retry %d in %.2fs",
+                        what, type(error).__name__, attempt, delay)
+            await asyncio.sleep(delay)
+
+
 class ClickHouseSink:
     """Writes batches of rows to one table; retries outages, isolates rows ClickHouse refuses."""
 

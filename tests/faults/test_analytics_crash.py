@@ -83,9 +83,12 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     assert {key: (count, total) for key, count, total in totals} == exact
 
     # The faust tables, as published: today's spend and request count per key, exactly.
+    observed: dict = {}
+
     async def spend_settled() -> dict:
         records = await read_topic(kafka_broker.bootstrap, topics.SPEND, names, idle_ms=700)
         last = {r["wrapped_key_id"]: r for r in records}
+        observed.update({k: (v.get("day"), v.get("requests_today")) for k, v in last.items()})
         done = all(last.get(key, {}).get("requests_today") == exact[key][0] for key in names)
         return last if done else {}
 
@@ -93,7 +96,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         last = await wait_for(spend_settled, 30, "spend records counting every event once")
     except AssertionError:
         print(worker.log())
-        raise
+        raise AssertionError(f"per-key state: expected {exact}, last usage.spend.v1 records "
+                             f"(day, requests_today) {observed}") from None
     for key in names:
         assert Decimal(last[key]["spend_today_usd"]) == exact[key][1]
         assert Decimal(last[key]["spend_month_usd"]) == exact[key][1]

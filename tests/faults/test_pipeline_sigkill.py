@@ -85,13 +85,7 @@ async def test_sigkill_twice_mid_batch_keeps_sums_exact_and_alerts_single(
                     if a["kind"] == "budget_threshold" and a["state"] == "open")
     assert budget == [50, 80, 100]
 
-    # Per-key state (the faust tables, as published on usage.spend.v1) must count each event
-    # once too. Known open bug: after two SIGKILLs it sometimes under-counts (e.g. 722 of 900
-    # requests_today while ClickHouse holds all 900). The likely cause: faust's
-    # ProducerBuffer.flush() before an offset commit returns after 0.1 s without progress, so a
-    # commit can run ahead of changelog writes. Waiting for them (per batch, or at commit time)
-    # stalled restarted workers in our runs, so it is not fixed yet. Intermittent, so the
-    # evidence goes into an xfail rather than a strict marker.
+    # Per-key state (the faust tables, as published on usage.spend.v1) counts each event once.
     observed: dict = {}
 
     async def spend_exact() -> dict:
@@ -105,7 +99,7 @@ async def test_sigkill_twice_mid_batch_keeps_sums_exact_and_alerts_single(
     try:
         last = await wait_for(spend_exact, 60, "per-key state (usage.spend.v1) counting once")
     except AssertionError:
-        pytest.xfail(f"known bug: per-key state lost counts after SIGKILL x2: expected "
-                     f"{expected}, last usage.spend.v1 records {observed}")
+        raise AssertionError(f"per-key state after SIGKILL x2: expected {expected}, last "
+                             f"usage.spend.v1 records {observed}") from None
     for key in names:
         assert Decimal(last[key]["spend_today_usd"]) == expected[key][1]

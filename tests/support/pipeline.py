@@ -49,8 +49,9 @@ class PipelineProcess:
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it exits
+        loglevel = os.environ.get("KW_TEST_WORKER_LOGLEVEL", "warning")  # "info" to debug
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "keywarden.cli", "pipeline", "run", "--loglevel", "warning"],
+            [sys.executable, "-m", "keywarden.cli", "pipeline", "run", "--loglevel", loglevel],
             cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT,
         )
