@@ -190,6 +190,10 @@ def register_ingest(
             for tp, offsets_of_tp in admitted.items():
                 ledger.stored(tp, offsets_of_tp)
             for tp, offset in seek_back.items():
-                await app.consumer.seek(tp, offset)
+                try:
+                    await app.consumer.seek(tp, offset)
+                except Exception as exc:  # e.g. the partition was revoked meanwhile
+                    log.warning("could not seek %s back to %d (%s); retried on a later batch",
+                                tp, offset, exc)
 
     return ingest
