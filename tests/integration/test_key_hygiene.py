@@ -9,25 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keywarden.clickhouse import get_client
-from keywarden.kafka import ensure_topics, make_producer
+from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
 from pipelines.alerts.emitter import AlertEmitter
 from pipelines.detect.timers import KeyHygieneCheck
 from pipelines.registry import RegistryView
-from schemas import topics
 from schemas.events.alert import AlertEvent
 from schemas.events.keys import RegistryEvent, RegistryEventType, WrappedKeyRecord
-from tests.support.analytics import wait_for
-
-
-async def publish(settings: Any, event: RegistryEvent) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await (await producer.send(topics.KEYS_REGISTRY, event.to_json_bytes(),
-                                   key=event.entity_id.encode()))
-    finally:
-        await producer.stop()
+from tests.support.analytics import publish_registry, wait_for
 
 
 def record(key_id: str, created_at: datetime, revoked_at: datetime | None = None) -> Any:
@@ -44,7 +33,7 @@ async def test_an_idle_key_alerts_once_and_revoking_it_resolves_the_alert(
     suffix = uuid.uuid4().hex[:8]
     idle, fresh = f"wk_idle_{suffix}", f"wk_fresh_{suffix}"
     for key, created in ((idle, now - timedelta(days=40)), (fresh, now - timedelta(days=2))):
-        await publish(settings, RegistryEvent(occurred_at=created, actor="test",
+        await publish_registry(settings, RegistryEvent(occurred_at=created, actor="test",
                                               type=RegistryEventType.KEY_CREATED,
                                               wrapped_key=record(key, created)))
     published: list[tuple[str, str, str]] = []
@@ -71,7 +60,7 @@ async def test_an_idle_key_alerts_once_and_revoking_it_resolves_the_alert(
         await check.run()  # a second round repeats nothing
         assert published == [(idle, "orphaned_key", "open")]
 
-        await publish(settings, RegistryEvent(
+        await publish_registry(settings, RegistryEvent(
             occurred_at=now, actor="test", type=RegistryEventType.KEY_REVOKED,
             wrapped_key=record(idle, now - timedelta(days=40), revoked_at=now)))
 

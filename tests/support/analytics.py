@@ -79,8 +79,13 @@ async def register_key(settings: Settings, key_id: str, *, daily: Decimal | None
         key_id=key_id, scope=key_id.replace("_", "-").lower()[:60], secret_hash="0" * 64,
         policy=KeyPolicy(daily_budget_usd=daily, monthly_budget_usd=monthly),
         created_at=created_at, created_by="test")
-    event = RegistryEvent(occurred_at=created_at, actor="test", type=RegistryEventType.KEY_CREATED,
-                          wrapped_key=record)
+    await publish_registry(settings, RegistryEvent(
+        occurred_at=created_at, actor="test", type=RegistryEventType.KEY_CREATED,
+        wrapped_key=record))
+
+
+async def publish_registry(settings: Settings, event: RegistryEvent) -> None:
+    """Put one change on keys.registry.v1 (as the key commands would) and wait for the ack."""
     producer = make_producer(settings)
     await producer.start()
     try:
