@@ -8,7 +8,6 @@ latest state of each entity. `ready` is set once the replay reached the end offs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from keywarden.background import BackgroundTask
 from keywarden.kafka import make_consumer
 from keywarden.settings import Settings
 from schemas import topics
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class RegistryView:
+class RegistryView(BackgroundTask):
     """Latest wrapped keys and provider keys by id; `start()`/`stop()` run the reader."""
 
     settings: Settings
@@ -44,23 +44,8 @@ class RegistryView:
     def wrapped_key(self, key_id: str) -> WrappedKeyRecord | None:
         return self.wrapped_keys.get(key_id)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="registry-view")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> RegistryView:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+    def _task_name(self) -> str:
+        return "registry-view"
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait for the initial replay; False (and a warning) if it takes longer than `timeout`."""

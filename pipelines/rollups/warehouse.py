@@ -9,7 +9,6 @@ a worker killed before its refresh leaves no rollup stale. `refresh_spans` is re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from keywarden.background import BackgroundTask
 from pipelines.rollups.state import DAY, HOUR, day_start, hour_start
 from pipelines.sinks.clickhouse import now_version
 
@@ -47,7 +47,7 @@ def refresh_spans(client: Client, spans: Iterable[Span]) -> int:
     return len(by_range)
 
 
-class RollupRefresher:
+class RollupRefresher(BackgroundTask):
     """Collects touched spans and recomputes them in the background every `interval` seconds."""
 
     def __init__(self, client_factory: Callable[[], Client], interval: float) -> None:
@@ -62,16 +62,10 @@ class RollupRefresher:
         first, last = self._pending.get(wrapped_key_id, (at, at))
         self._pending[wrapped_key_id] = (min(first, at), max(last, at))
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="rollup-refresher")
+    def _task_name(self) -> str:
+        return "rollup-refresher"
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _after_stop(self, was_running: bool) -> None:
         await self.flush()  # flushing stop: what was marked is recomputed before we go
 
     async def flush(self) -> None:

@@ -7,7 +7,6 @@ it periodically in the admin server and publishes new alerts to `alerts.v1`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from decimal import Decimal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from keywarden.background import BackgroundTask
 from schemas.events.alert import AlertEvent, AlertKind, Severity
 from schemas.events.keys import WrappedKeyRecord
 from schemas.topics import ALERTS
@@ -69,7 +69,7 @@ def expiring_keys(
     return alerts
 
 
-class ExpiryWatcher:
+class ExpiryWatcher(BackgroundTask):
     """Every `interval` seconds, publishes the expiry alerts not yet published by this process."""
 
     def __init__(
@@ -114,23 +114,8 @@ class ExpiryWatcher:
                 log.exception("expiry check failed")
             await asyncio.sleep(self._interval)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="admin-expiry-watcher")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> ExpiryWatcher:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def _task_name(self) -> str:
+        return "admin-expiry-watcher"
 
 
 __all__ = ["ExpiryWatcher", "expiring_keys"]

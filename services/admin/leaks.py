@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from keywarden.background import BackgroundTask
 from schemas.events.admin import AdminCredentialRecord
 from schemas.events.alert import AlertEvent, AlertKind, Severity
 from schemas.events.keys import WrappedKeyRecord
@@ -46,7 +47,7 @@ def leak_alert(key: WrappedKeyRecord, report: LeakReport, now: datetime) -> Aler
     )
 
 
-class LeakQueue:
+class LeakQueue(BackgroundTask):
     """Reports waiting to be handled by one background task. `start()`/`stop()` idempotent."""
 
     def __init__(self, handle: LeakHandler) -> None:
@@ -71,25 +72,12 @@ class LeakQueue:
             finally:
                 self._queue.task_done()
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="admin-leak-queue")
+    def _task_name(self) -> str:
+        return "admin-leak-queue"
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), 10)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> LeakQueue:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    async def _before_cancel(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), 10)
 
 
 __all__ = ["LEAK_ACTOR", "LeakQueue", "MAX_REPORTS", "leak_alert"]

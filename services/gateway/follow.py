@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from keywarden.background import BackgroundTask
 from keywarden.kafka import KafkaUnavailable, ensure_topics, make_consumer
 from keywarden.settings import Settings
 from schemas.topics import TOPICS
@@ -94,7 +95,7 @@ async def read_to_end(
     return count
 
 
-class TopicFollower:
+class TopicFollower(BackgroundTask):
     """Applies every record of `topic` to `handle`, from the beginning, until stopped.
 
     `ready` is set once the records present at start have been applied; `last_ok` is the
@@ -113,23 +114,8 @@ class TopicFollower:
         self.last_ok: float | None = None
         self.applied = 0
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"follow-{self.topic}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> TopicFollower:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def _task_name(self) -> str:
+        return f"follow-{self.topic}"
 
     async def wait_ready(self, timeout: float) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from keywarden.background import BackgroundTask
 from schemas.events.alert import AlertEvent
 from schemas.ids import uuid7
 
@@ -103,7 +104,7 @@ class MemoryDeliveryLog:
         self.rows.append(row)
 
 
-class ClickHouseDeliveryLog:
+class ClickHouseDeliveryLog(BackgroundTask):
     """Buffers rows and inserts them in batches every `flush_seconds` or `batch_rows` rows.
 
     `client_factory` returns a clickhouse-connect client (keywarden.clickhouse.get_client);
@@ -146,29 +147,17 @@ class ClickHouseDeliveryLog:
         if len(self._buffer) >= self._batch_rows:
             self._wakeup.set()
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="alert-deliveries-flush")
+    def _task_name(self) -> str:
+        return "alert-deliveries-flush"
 
-    async def stop(self) -> None:
-        """Stop the loop, then try one last flush (kept short: ClickHouse may be down)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _after_stop(self, was_running: bool) -> None:
+        """One last flush (kept short: ClickHouse may be down), then close the client."""
+        if was_running:
             await self.flush()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
-
-    async def __aenter__(self) -> ClickHouseDeliveryLog:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def _run(self) -> None:
         while True:
