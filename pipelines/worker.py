@@ -72,7 +72,7 @@ def build_pipeline(
 
     register_ingest(
         app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds,
-        committed,
+        committed, offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
     )
     return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics)
 

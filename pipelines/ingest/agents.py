@@ -19,7 +19,7 @@ import faust
 
 from pipelines.ingest import offsets
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
-from pipelines.ingest.offsets import OffsetLedger
+from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger
 from pipelines.pricing import PricedRequest, price
 from pipelines.sinks.clickhouse import ClickHouseSink, dead_letter_row, now_version, request_row
 from pipelines.topics import PipelineTopics
@@ -135,9 +135,15 @@ class IngestProcessor:
 Committed = Callable[[set[Any]], Awaitable[Mapping[Any, int | None]]]
 
 
+def raw(message: Any) -> RawRecord:
+    """A faust message or an aiokafka record, as the processor takes it."""
+    return RawRecord(topic=message.topic, partition=message.partition, offset=message.offset,
+                     key=message.key, value=message.value)
+
+
 def register_ingest(
     app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
-    batch_seconds: float, committed_offsets: Committed,
+    batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
 ) -> faust.types.AgentT:
     """Attach the ingest agent to `app`."""
 
@@ -147,6 +153,10 @@ def register_ingest(
     async def restart_ledger(app: faust.App, assigned: Any = None, **_kw: Any) -> None:
         ledger.forget_all()
 
+    @app.on_before_shutdown.connect
+    async def stop_gap_reader(app: faust.App, **_kw: Any) -> None:
+        await gap_reader.stop()
+
     async def begin(tps: set[Any]) -> None:
         consumer = app.consumer
         offsets.install(consumer, ledger)
@@ -155,6 +165,14 @@ def register_ingest(
         earliest = await consumer.earliest_offsets(*unknown) if unknown else {}
         for tp in tps:
             ledger.begin(tp, committed[tp] if committed[tp] is not None else earliest[tp])
+
+    async def read_gap(tp: Any, gap: Gap) -> None:
+        log.warning("%s: the consumer skipped offsets in %d..%d; reading them directly",
+                    tp, gap.start, gap.end - 1)
+        async for chunk in gap_reader.read(tp, gap):
+            await processor.process([raw(record) for record in chunk])
+            ledger.stored_through(tp, chunk[-1].offset + 1)
+        ledger.stored_through(tp, gap.end)
 
     @app.agent(topics.requests, name="keywarden.ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -169,31 +187,20 @@ def register_ingest(
             if new:
                 await begin(new)
             admitted: dict[Any, set[int]] = {}
-            seek_back: dict[Any, int] = {}
+            gaps: dict[Any, Gap] = {}
             for tp, offsets_of_tp in by_partition.items():
-                admitted[tp], seek_to = ledger.admit(tp, offsets_of_tp)
-                if seek_to is not None:
-                    seek_back[tp] = seek_to
-            records = [
-                RawRecord(
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    key=event.message.key,
-                    value=event.message.value,
-                )
-                for event in events
-                if event.message.offset in admitted[event.message.tp]
-            ]
+                fresh, gap = ledger.plan(tp, offsets_of_tp)
+                admitted[tp] = set(fresh)
+                if gap is not None:
+                    gaps[tp] = gap
+            records = [raw(event.message) for event in events
+                       if event.message.offset in admitted[event.message.tp]]
             if records:
                 await processor.process(records)
-            for tp, offsets_of_tp in admitted.items():
-                ledger.stored(tp, offsets_of_tp)
-            for tp, offset in seek_back.items():
-                try:
-                    await app.consumer.seek(tp, offset)
-                except Exception as exc:  # e.g. the partition was revoked meanwhile
-                    log.warning("could not seek %s back to %d (%s); retried on a later batch",
-                                tp, offset, exc)
+            for tp, fresh_offsets in admitted.items():
+                if fresh_offsets:
+                    ledger.stored_through(tp, max(fresh_offsets) + 1)
+            for tp, gap in gaps.items():
+                await read_gap(tp, gap)
 
     return ingest

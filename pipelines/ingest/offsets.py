@@ -10,25 +10,29 @@ end up committed unprocessed: after the next restart they are gone (seen in our 
 * on the first batch of a partition after an assignment, the partition's start is the group's
   committed offset as the broker has it (faust's own copy may not be loaded yet: it resumes the
   stream before it seeks to the committed offsets), or its earliest offset when there is none;
-* a batch is processed only through the offsets that follow on without a hole; a hole means the
-  consumer skipped records, so the worker seeks the partition back to the first missing offset
-  and leaves the records after the hole for when they are delivered again, in order (records
-  delivered twice are harmless anyway: every sink and the state dedup by event_id);
+* a batch whose offsets of a partition do not follow on from the ledger without a hole means the
+  consumer skipped records: the worker reads that partition's range from the ledger through the
+  batch's last offset itself (`GapReader`, a plain consumer outside the group) and processes it
+  in log order. An earlier version seeked faust's consumer back instead; faust's fetch loop can
+  then deliver records it had fetched before the seek, move its read offset past the hole again
+  and drop the re-read, and a partition with no newer records never saw another batch to notice
+  it (the likely cause of a worker that made no progress for 90 s after a restart, once in CI);
 * the offset faust commits for a source partition is the ledger's, never more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.transport.consumer import Consumer
 
-from keywarden.kafka import make_admin
+from keywarden.kafka import make_admin, make_consumer
 from keywarden.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,11 +40,13 @@ log = logging.getLogger(__name__)
 _original_new_offset = Consumer._new_offset
 
 
-@dataclass
-class PartitionProgress:
-    next_offset: int  # the first offset not yet stored
-    seek_requested_at: float | None = None  # monotonic time of the last seek back
-    seeks: int = 0  # seeks back to next_offset so far
+@dataclass(frozen=True)
+class Gap:
+    """Offsets `start`..`end - 1` of a partition must be read directly (the batch's own records
+    of that partition included): the consumer skipped some of them."""
+
+    start: int
+    end: int
 
 
 @dataclass
@@ -48,73 +54,90 @@ class OffsetLedger:
     """Per source partition: the next offset the pipeline has not stored (see module docstring)."""
 
     topic: str
-    reseek_after_seconds: float = 10.0
-    # A hole still there after this many re-reads is in the log itself (transaction markers,
-    # compaction): the ledger steps over it rather than stall the partition.
-    max_seeks: int = 3
-    partitions: dict[Any, PartitionProgress] = field(default_factory=dict)
-    holes: int = 0  # seeks back
-    deferred: int = 0  # records left for after a seek back
+    partitions: dict[Any, int] = field(default_factory=dict)
+    gaps: int = 0  # ranges read directly so far
 
     def knows(self, tp: Any) -> bool:
         return tp in self.partitions
 
     def begin(self, tp: Any, start: int) -> None:
-        self.partitions[tp] = PartitionProgress(next_offset=start)
+        self.partitions[tp] = start
 
     def forget_all(self) -> None:
         """On every (re)assignment: partitions start again from their committed offsets."""
         self.partitions.clear()
 
-    def admit(self, tp: Any, offsets: Iterable[int]) -> tuple[set[int], int | None]:
-        """Which of `offsets` (of one batch) to process now, and where to seek back to.
+    def plan(self, tp: Any, offsets: Iterable[int]) -> tuple[list[int], Gap | None]:
+        """The offsets of one batch's partition to process as delivered, or the gap to read.
 
-        Admitted: the offsets that follow on from the ledger without a hole. Offsets below it
-        were stored already; offsets after a hole wait until the records of the hole were read
-        again (they are delivered again after the seek back), so that events are processed in
-        log order and the event-time state does not take re-read events for late ones."""
-        progress = self.partitions[tp]
-        expected = progress.next_offset
-        admitted: set[int] = set()
-        hole_end: int | None = None
-        for offset in sorted(set(offsets)):
-            if offset < expected:
-                continue  # stored already (a redelivery, or read again after a seek back)
-            if offset > expected:
-                if progress.seeks < self.max_seeks:
-                    hole_end = offset
-                    break  # a hole: the consumer skipped expected..offset-1
-                log.error("%s: offsets %d..%d never arrived in %d re-reads; stepping over "
-                          "them (not records: transaction markers or compaction)", tp,
-                          expected, offset - 1, progress.seeks)
-            admitted.add(offset)
-            expected = offset + 1
-        self.deferred += sum(1 for offset in set(offsets) if offset >= expected)
-        if hole_end is None:
-            return admitted, None
-        now = time.monotonic()
-        if (progress.seek_requested_at is not None
-                and now - progress.seek_requested_at < self.reseek_after_seconds):
-            return admitted, None
-        progress.seek_requested_at = now
-        progress.seeks += 1
-        self.holes += 1
-        log.warning("%s: the consumer skipped offsets %d..%d; seeking back to %d (re-read %d)",
-                    tp, expected, hole_end - 1, expected, progress.seeks)
-        return admitted, expected
+        Offsets below the ledger were stored already (a redelivery). The rest is processed as
+        delivered when it follows on from the ledger without a hole; otherwise nothing of the
+        batch's partition is, and the range from the ledger through its last offset is read
+        directly so that events are processed in log order."""
+        expected = self.partitions[tp]
+        fresh = sorted(offset for offset in set(offsets) if offset >= expected)
+        if not fresh or fresh == list(range(expected, expected + len(fresh))):
+            return fresh, None
+        self.gaps += 1
+        return [], Gap(expected, fresh[-1] + 1)
 
-    def stored(self, tp: Any, admitted: Iterable[int]) -> None:
-        """The admitted offsets of a batch are stored (rows, state): the ledger moves on."""
-        last = max(admitted, default=None)
-        progress = self.partitions[tp]
-        if last is not None and last >= progress.next_offset:
-            progress.next_offset = last + 1
-            progress.seek_requested_at = None
-            progress.seeks = 0
+    def stored_through(self, tp: Any, end: int) -> None:
+        """Every record of `tp` below `end` is stored (rows, state): the ledger moves on."""
+        if end > self.partitions[tp]:
+            self.partitions[tp] = end
 
     def committable(self, tp: Any) -> int | None:
-        progress = self.partitions.get(tp)
-        return progress.next_offset if progress is not None else None
+        return self.partitions.get(tp)
+
+
+@dataclass
+class GapReader:
+    """Reads an offset range of a source partition with its own consumer (no group, no commits).
+
+    A range is read through `end` even when some offsets in it hold no record (transaction
+    markers, compaction): the consumer's position, not the last record, says when it is done.
+    While the broker is unreachable it keeps trying: the worker cannot go on without the range."""
+
+    settings: Settings
+    chunk_records: int = 1000
+    retry_seconds: float = 1.0
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, tp: Any, gap: Gap) -> AsyncIterator[list[Any]]:
+        """Yield the records of `tp` in `gap`, in log order, at most `chunk_records` at a time."""
+        consumer = await self._ensure()
+        partition = TopicPartition(tp.topic, tp.partition)
+        consumer.assign([partition])
+        consumer.seek(partition, gap.start)
+        position = gap.start
+        while position < gap.end:
+            try:
+                fetched = await consumer.getmany(partition, timeout_ms=1000,
+                                                 max_records=self.chunk_records)
+                after = await consumer.position(partition)
+            except KafkaError as exc:
+                log.warning("reading %s offsets %d..%d failed (%s); retrying", tp, position,
+                            gap.end - 1, exc)
+                await asyncio.sleep(self.retry_seconds)
+                consumer.seek(partition, position)
+                continue
+            records = [r for r in fetched.get(partition, []) if r.offset < gap.end]
+            if records:
+                yield records
+            position = after
+
+    async def _ensure(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = make_consumer(group_id=None, settings=self.settings,
+                                     max_poll_records=self.chunk_records)
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
 
 
 async def group_committed(settings: Settings, group_id: str,

@@ -56,7 +56,11 @@ async def test_sigkill_twice_mid_batch_keeps_sums_exact_and_alerts_single(
         async def far_enough(share: int = fraction) -> bool:
             return await stored() >= len(events) // share
 
-        await wait_for(far_enough, 90, f"1/{fraction} of the events stored")
+        try:
+            await wait_for(far_enough, 90, f"1/{fraction} of the events stored")
+        except AssertionError:
+            print(worker.log())
+            raise
         worker.kill()
         kills.append(await stored())
         worker.start()
