@@ -170,6 +170,9 @@ def register_ingest(
         log.warning("%s: the consumer skipped offsets in %d..%d; reading them directly",
                     tp, gap.start, gap.end - 1)
         async for chunk in gap_reader.read(tp, gap):
+            if not ledger.knows(tp):  # reassigned meanwhile: its new owner reads it
+                log.info("%s was reassigned while its gap was read; leaving the rest", tp)
+                return
             await processor.process([raw(record) for record in chunk])
             ledger.stored_through(tp, chunk[-1].offset + 1)
         ledger.stored_through(tp, gap.end)

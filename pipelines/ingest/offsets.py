@@ -82,8 +82,11 @@ class OffsetLedger:
         return [], Gap(expected, fresh[-1] + 1)
 
     def stored_through(self, tp: Any, end: int) -> None:
-        """Every record of `tp` below `end` is stored (rows, state): the ledger moves on."""
-        if end > self.partitions[tp]:
+        """Every record of `tp` below `end` is stored (rows, state): the ledger moves on.
+
+        A partition the ledger no longer knows was reassigned while its batch was processed; it
+        starts again from the group's committed offset, so there is nothing to move."""
+        if tp in self.partitions and end > self.partitions[tp]:
             self.partitions[tp] = end
 
     def committable(self, tp: Any) -> int | None:

@@ -65,3 +65,12 @@ def test_partitions_start_again_after_an_assignment() -> None:
     ledger.begin(TP, 1)
     ledger.forget_all()
     assert not ledger.knows(TP) and ledger.committable(TP) is None
+
+
+def test_a_partition_reassigned_during_its_batch_is_not_moved() -> None:
+    ledger = OffsetLedger("t")
+    ledger.begin(TP, 10)
+    ledger.plan(TP, [10, 11])
+    ledger.forget_all()  # a rebalance while the batch was being stored
+    ledger.stored_through(TP, 12)
+    assert not ledger.knows(TP) and ledger.committable(TP) is None
