@@ -5,8 +5,9 @@
     keywarden pricing list [--provider P]
     keywarden pricing show MODEL [--provider P]
 
-The same lookup the pipeline and the gateway use: our overrides over genai-prices. `quote`
-exits 1 when the model has no price (`cost_usd` null in JSON), 2 on a bad argument.
+The same lookup the pipeline and the gateway use: our overrides over genai-prices, with the
+same files (KEYWARDEN_PRICING_OVERRIDES_FILE, KEYWARDEN_PRICING_DATA_FILE). `quote` exits 1 when
+the model has no price (`cost_usd` null in JSON), 2 on a bad argument.
 """
 
 from __future__ import annotations
@@ -16,11 +17,22 @@ import json
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from keywarden.settings import get_settings
 from schemas.events.request import Provider
 
+if TYPE_CHECKING:
+    from schemas.pricing import PricingCatalog
+
 PROVIDERS = [provider.value for provider in Provider]
+
+
+def _catalog() -> PricingCatalog:
+    from schemas.pricing import load_catalog
+
+    settings = get_settings()
+    return load_catalog(settings.pricing_overrides_file, settings.pricing_data_file)
 
 
 def _moment(text: str) -> datetime:
@@ -49,7 +61,6 @@ def _rates_text(rates: dict[str, Decimal]) -> str:
 
 def _quote(args: argparse.Namespace) -> int:
     from schemas.events.request import Usage
-    from schemas.pricing import load_catalog
     from schemas.pricing.cards import card
 
     parts = args.cached_input_tokens + args.cache_write_tokens
@@ -62,7 +73,7 @@ def _quote(args: argparse.Namespace) -> int:
                   cached_input_tokens=args.cached_input_tokens,
                   cache_write_tokens=args.cache_write_tokens)
     at = args.at or datetime.now(UTC)
-    catalog = load_catalog()
+    catalog = _catalog()
     priced = catalog.price(args.provider, args.model, usage, at)
     rates = card(catalog, args.provider, args.model, at, usage.input_tokens)
     quote: dict[str, Any] = {
@@ -96,10 +107,9 @@ def _quote(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from schemas.pricing import load_catalog
     from schemas.pricing.cards import card
 
-    catalog = load_catalog()
+    catalog = _catalog()
     now = datetime.now(UTC)
     counts: dict[str, int] = {}
     tiered = 0
@@ -124,10 +134,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from schemas.pricing import load_catalog
     from schemas.pricing.cards import card, price_history
 
-    catalog = load_catalog()
+    catalog = _catalog()
     now = datetime.now(UTC)
     providers = [args.provider] if args.provider else PROVIDERS
     shown = 0

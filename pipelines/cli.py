@@ -34,16 +34,18 @@ def _reprice(args: argparse.Namespace) -> int:
     from pipelines.reprice import reprice
     from schemas.pricing import OVERRIDES_PATH, load_catalog
 
-    path = args.overrides or OVERRIDES_PATH
+    settings = get_settings()
+    path = args.overrides or settings.pricing_overrides_file or OVERRIDES_PATH
+    prices_file = args.prices_file or settings.pricing_data_file
     try:
-        catalog = load_catalog(path, prices_file=args.prices_file)
+        catalog = load_catalog(path, prices_file=prices_file)
     except (OSError, ValueError) as error:
-        source = f"--prices-file {args.prices_file}" if args.prices_file else f"--overrides {path}"
+        source = f"--prices-file {prices_file}" if prices_file else f"--overrides {path}"
         raise ConfigError(f"{source}: {error}") from None
-    client = get_client(get_settings().clickhouse_url)
+    client = get_client(settings.clickhouse_url)
     try:
         run = reprice(client, catalog, since=args.since, until=args.until, actor=args.actor,
-                      catalog_path=str(args.prices_file or path), dry_run=args.dry_run,
+                      catalog_path=str(prices_file or path), dry_run=args.dry_run,
                       note=args.note)
     finally:
         client.close()
@@ -80,10 +82,11 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:  # type
     reprice.add_argument("--since", type=_when, required=True, help="UTC date or time")
     reprice.add_argument("--until", type=_when, default=None, help="UTC date or time (exclusive)")
     reprice.add_argument("--overrides", "--catalog", dest="overrides", default=None,
-                         help="overrides JSON (default: schemas/pricing/overrides.json)")
+                         help="overrides JSON (default: KEYWARDEN_PRICING_OVERRIDES_FILE or "
+                         "schemas/pricing/overrides.json)")
     reprice.add_argument("--prices-file", default=None,
                          help="a newer genai-prices data snapshot (its data.json) to price with "
-                         "instead of the installed package's data")
+                         "(default: KEYWARDEN_PRICING_DATA_FILE, else the installed package's)")
     reprice.add_argument("--actor", default=getpass.getuser(), help="who restates (recorded)")
     reprice.add_argument("--note", default="", help="why (recorded)")
     reprice.add_argument("--dry-run", action="store_true", help="report, change nothing")

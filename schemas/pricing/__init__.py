@@ -169,14 +169,14 @@ class PricingCatalog:
 
 
 def load_catalog(
-    overrides_path: Path | str = OVERRIDES_PATH, prices_file: Path | str | None = None
+    overrides_path: Path | str | None = None, prices_file: Path | str | None = None
 ) -> PricingCatalog:
-    """Our overrides over genai-prices: the data in the installed wheel, or a newer snapshot of
-    it from `prices_file`."""
+    """Our overrides (default: the shipped `overrides.json`) over genai-prices: the data in the
+    installed wheel, or a newer snapshot of it from `prices_file`."""
     library = (
         LibraryPrices.bundled() if prices_file is None else LibraryPrices.from_file(prices_file)
     )
-    return PricingCatalog(load_overrides(overrides_path), library)
+    return PricingCatalog(load_overrides(overrides_path or OVERRIDES_PATH), library)
 
 
 __all__ = [

@@ -104,3 +104,30 @@ def test_show_lists_both_layers_over_time_with_sources(
 def test_show_of_an_unknown_model_fails(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "show", "gpt-99-turbo")
     assert code == 1 and "no price for 'gpt-99-turbo'" in err
+
+
+def test_the_price_files_in_the_settings_are_the_ones_quoted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from keywarden.settings import get_settings
+
+    data = [{"id": "openai", "name": "OpenAI", "api_pattern": "https://api\\.openai\\.com",
+             "models": [{"id": "gpt-4o", "match": {"equals": "gpt-4o"},
+                         "prices": {"input_mtok": "2", "output_mtok": "8"}}]}]
+    snapshot = tmp_path / "data.json"
+    snapshot.write_text(json.dumps(data))
+    monkeypatch.setenv("KEYWARDEN_PRICING_DATA_FILE", str(snapshot))
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run(capsys, "quote", "--provider", "openai", "--model", "gpt-4o",
+                           "--input-tokens", "1000000", "--output-tokens", "1000000",
+                           "--format", "json")
+        quote = json.loads(out)
+        assert (code, quote["cost_usd"]) == (0, "10.000000000")  # 2 + 8, not the bundled 12.50
+        assert quote["layer_version"].startswith("0.2.3+data.")
+        monkeypatch.setenv("KEYWARDEN_PRICING_DATA_FILE", str(tmp_path / "missing.json"))
+        get_settings.cache_clear()
+        code, _, err = run(capsys, "list")
+        assert code == 2 and "KEYWARDEN_PRICING_DATA_FILE" in err
+    finally:
+        get_settings.cache_clear()
