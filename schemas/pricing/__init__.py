@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict
 from schemas.events.request import Usage
 from schemas.pricing.library import (
     LIBRARY,
+    LibraryPrice,
     LibraryPrices,
     PriceDataError,
     is_input_key,
     rate_at,
-    token_prices,
 )
 from schemas.pricing.overrides import (
     OVERRIDES_PATH,
@@ -38,6 +38,7 @@ from schemas.pricing.overrides import (
 COST_QUANTUM = Decimal("0.000000001")  # Decimal(18, 9)
 OVERRIDE = "override"
 _ANY_PROMPT = 10**12  # a prompt size past every tier
+_RESOLVED_LIMIT = 8192  # (provider, model, day) prices remembered before starting over
 
 
 class PricingStatus(StrEnum):
@@ -83,6 +84,9 @@ class PricingCatalog:
             f"{LIBRARY}-{library.version}+overrides-{overrides.overrides_version}"
         )
         self._dearest: dict[tuple[str, date], Rates] = {}
+        self._resolved: dict[
+            tuple[str, str, date], tuple[PriceEntry | None, LibraryPrice | None]
+        ] = {}
 
     # --- pricing a request ---------------------------------------------------------------------
 
@@ -90,29 +94,41 @@ class PricingCatalog:
         """Price one request at the prices in force at event time `at`: exact cost, or an
         explicit unknown; never a silent $0."""
         if usage.total_tokens == 0:
-            return Priced(
-                status=PricingStatus.NOT_BILLABLE,
-                cost_usd=round_cost(Decimal(0)),
-                catalog_version=self.catalog_version,
-            )
-        entry = self.overrides.lookup(provider, model, at) if model else None
+            return Priced(status=PricingStatus.NOT_BILLABLE, cost_usd=round_cost(Decimal(0)),
+                          catalog_version=self.catalog_version)
+        entry, listed = self.resolve(provider, model, at) if model else (None, None)
         if entry is not None and not entry.is_discount:
             return self._by_override(entry, entry.cost(usage))
-        found = self.library.find(provider, model) if model else None
-        library_cost = self.library.cost(found, usage, at) if found is not None else None
+        library_cost = listed.cost(usage) if listed is not None else None
         if entry is not None and library_cost is not None:
             return self._by_override(entry, entry.discounted(library_cost))
-        if found is None or library_cost is None:
-            return Priced(
-                status=PricingStatus.UNKNOWN_MODEL,
-                cost_usd=None,
-                catalog_version=self.catalog_version,
-            )
+        if listed is None or library_cost is None:
+            return Priced(status=PricingStatus.UNKNOWN_MODEL, cost_usd=None,
+                          catalog_version=self.catalog_version)
         return Priced(
             status=PricingStatus.PRICED, cost_usd=round_cost(library_cost),
-            catalog_version=self.catalog_version, price_entry_id=self.library.entry_id(found, at),
+            catalog_version=self.catalog_version, price_entry_id=listed.entry_id,
             price_layer=LIBRARY, price_layer_version=self.library.version,
         )  # fmt: skip
+
+    def resolve(
+        self, provider: str, model: str, at: datetime
+    ) -> tuple[PriceEntry | None, LibraryPrice | None]:
+        """Our entry and the library's price in force for `provider`/`model` at `at`. Both
+        change only at UTC midnights (unless the library prices by time of day), so the pair is
+        remembered per model and day: the gateway and the pipeline look it up per request."""
+        key = (provider, model, at.astimezone(UTC).date())
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        entry = self.overrides.lookup(provider, model, at)
+        found = self.library.find(provider, model)
+        resolved = (entry, self.library.resolve(found, at) if found is not None else None)
+        if found is None or self.library.dated_by_day(found):
+            if len(self._resolved) >= _RESOLVED_LIMIT:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
 
     def _by_override(self, entry: PriceEntry, cost: Decimal) -> Priced:
         return Priced(
@@ -128,17 +144,16 @@ class PricingCatalog:
     ) -> Rates | None:
         """The dearest input rate (uncached, cache read or write of any lifetime) and output
         rate that a prompt of `prompt_tokens` can be billed at, tier included; None if unpriced."""
-        entry = self.overrides.lookup(provider, model, at) if model else None
+        entry, listed = self.resolve(provider, model, at) if model else (None, None)
         if entry is not None and not entry.is_discount:
             inputs = [entry.input, entry.cached_input, entry.cache_write, entry.cache_write_1h]
             outputs = [entry.output, entry.reasoning]
             return Rates(
                 max(r for r in inputs if r is not None), max(r for r in outputs if r is not None)
             )
-        found = self.library.find(provider, model) if model else None
-        if found is None:
+        if listed is None:
             return None
-        prices = token_prices(self.library.prices(found, at))
+        prices = listed.rates
         inputs = [rate_at(p, prompt_tokens) for key, p in prices.items() if is_input_key(key)]
         outputs = [rate_at(p, prompt_tokens) for key, p in prices.items() if not is_input_key(key)]
         if not inputs:

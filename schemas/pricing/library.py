@@ -51,6 +51,26 @@ class LibraryModel:
     info: gp.ModelInfo
 
 
+@dataclass(frozen=True)
+class LibraryPrice:
+    """A model's library price in force on one day, ready to cost a request."""
+
+    model: LibraryModel
+    prices: gp.ModelPrice
+    rates: dict[str, PriceValue]  # the per-million-token prices (empty: not priced by token)
+    entry_id: str  # genai-prices:<provider>/<model id>[@<date the price started>]
+    fast: bool  # priced only by kinds `leaf_cost` knows
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        """The library's cost of `usage` (unrounded), or None when the model has no token price
+        (priced per character, per second or per image only)."""
+        if not self.rates:
+            return None
+        if self.fast:
+            return leaf_cost(self.rates, usage)
+        return self.prices.calc_price(to_library_usage(usage))["total_price"]
+
+
 def rate_at(price: PriceValue, prompt_tokens: int) -> Decimal:
     """The rate a price charges for a prompt of `prompt_tokens` (the library's tier rule: a tier
     applies to all tokens once the prompt exceeds its start)."""
@@ -187,16 +207,21 @@ class LibraryPrices:
         suffix = f"@{since.isoformat()}" if since else ""
         return f"{LIBRARY}:{found.provider}/{found.model_id}{suffix}"
 
-    def cost(self, found: LibraryModel, usage: Usage, at: datetime) -> Decimal | None:
-        """The library's cost of `usage` (unrounded), or None when the model has no token price
-        (priced per character, per second or per image only)."""
+    def resolve(self, found: LibraryModel, at: datetime) -> LibraryPrice:
+        """The model's price in force at `at`."""
         prices = self.prices(found, at)
-        rates = token_prices(prices)
-        if not rates:
-            return None
-        if {key for key, value in vars(prices).items() if value is not None} <= _FAST_KEYS:
-            return leaf_cost(rates, usage)
-        return prices.calc_price(to_library_usage(usage))["total_price"]
+        kinds = {key for key, value in vars(prices).items() if value is not None}
+        return LibraryPrice(found, prices, token_prices(prices), self.entry_id(found, at),
+                            fast=kinds <= _FAST_KEYS)
+
+    def dated_by_day(self, found: LibraryModel) -> bool:
+        """Whether the model's price can change only at a UTC midnight (not by time of day), so
+        that a price resolved once holds for the whole day."""
+        conditional = found.info.prices
+        return isinstance(conditional, gp.ModelPrice) or all(
+            c.constraint is None or isinstance(c.constraint, gp.StartDateConstraint)
+            for c in conditional
+        )
 
     def models(self, provider: str) -> list[gp.ModelInfo]:
         """Every model the library lists under `provider` (not its fallbacks)."""
@@ -213,6 +238,7 @@ def _bundled_providers() -> list[gp.Provider]:
 __all__ = [
     "LIBRARY",
     "LibraryModel",
+    "LibraryPrice",
     "LibraryPrices",
     "PriceDataError",
     "is_input_key",
