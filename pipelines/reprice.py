@@ -16,6 +16,7 @@ followed by the next day's figures or a worker restart with a fresh app id.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -131,7 +132,7 @@ def reprice(client: Client, catalog: PricingCatalog, *, since: datetime,
     return run
 
 
-def _restate(row: tuple[Any, ...], position: dict[str, int], catalog: PricingCatalog,
+def _restate(row: Sequence[Any], position: dict[str, int], catalog: PricingCatalog,
              version: int, run: Restatement) -> list[Any] | None:
     def get(name: str) -> Any:
         return row[position[name]]

@@ -146,11 +146,10 @@ class PricingCatalog:
         rate that a prompt of `prompt_tokens` can be billed at, tier included; None if unpriced."""
         entry, listed = self.resolve(provider, model, at) if model else (None, None)
         if entry is not None and not entry.is_discount:
-            inputs = [entry.input, entry.cached_input, entry.cache_write, entry.cache_write_1h]
-            outputs = [entry.output, entry.reasoning]
-            return Rates(
-                max(r for r in inputs if r is not None), max(r for r in outputs if r is not None)
-            )
+            own = (entry.input, entry.cached_input, entry.cache_write, entry.cache_write_1h)
+            inputs = [rate for rate in own if rate is not None]
+            outputs = [rate for rate in (entry.output, entry.reasoning) if rate is not None]
+            return Rates(max(inputs), max(outputs))
         if listed is None:
             return None
         prices = listed.rates
