@@ -145,13 +145,15 @@ class OverrideCatalog(BaseModel):
     def model_post_init(self, _context: object) -> None:
         index: dict[tuple[str, str], list[PriceEntry]] = {}
         for entry in self.entries:
-            index.setdefault((entry.provider, canonical_model(entry.model)), []).append(entry)
+            index.setdefault((entry.provider, entry.model), []).append(entry)
         for entries in index.values():
             entries.sort(key=lambda e: e.effective_from)
         self._index = index
 
     def lookup(self, provider: str, model: str, at: datetime) -> PriceEntry | None:
-        """The entry in force for `provider`/`model` at `at`, or None (then the library prices)."""
+        """The entry in force for `provider`/`model` at `at`, or None (then the library prices).
+        An entry for a snapshot (`gpt-4o-2024-08-06`) prices that snapshot only; an entry for
+        the model (`gpt-4o`) prices the model and its snapshots that have no entry of their own."""
         entries = self._index.get((provider, model.strip().lower().removeprefix("models/")))
         if entries is None:
             entries = self._index.get((provider, canonical_model(model)))

@@ -264,3 +264,15 @@ def test_dearest_rates_include_the_tier_and_every_cache_kind() -> None:
     assert shipped.dearest_rates("openai", "o3", 1_000, datetime(2025, 5, 1, tzinfo=UTC)) == Rates(
         Decimal(10), Decimal(40)
     )
+
+
+def test_an_entry_for_a_snapshot_prices_that_snapshot_only() -> None:
+    both = catalog(
+        entry(provider="openai", model="gpt-4o", effective_from="2026-01-01", input="2",
+              output="8"),
+        entry(provider="openai", model="gpt-4o-2024-05-13", effective_from="2026-01-01",
+              input="5", output="15"),
+    )  # fmt: skip
+    assert both.price("openai", "gpt-4o-2024-05-13", MILLION, NOW).cost_usd == Decimal(20)
+    assert both.price("openai", "gpt-4o-2024-08-06", MILLION, NOW).cost_usd == Decimal(10)
+    assert both.price("openai", "GPT-4o", MILLION, NOW).cost_usd == Decimal(10)
