@@ -107,7 +107,7 @@ def _quote(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from schemas.pricing.cards import card
+    from schemas.pricing.cards import listing
 
     catalog = _catalog()
     now = datetime.now(UTC)
@@ -115,17 +115,11 @@ def _list(args: argparse.Namespace) -> int:
     tiered = 0
     print(f"prices in force {now:%Y-%m-%d} ({catalog.catalog_version}), USD per 1M tokens")
     for provider in [args.provider] if args.provider else PROVIDERS:
-        names = [info.id for info in catalog.library.models(provider)]
-        names += [e.model for e in catalog.overrides.entries
-                  if e.provider == provider and e.model not in names]  # fmt: skip
-        for name in names:
-            price = card(catalog, provider, name, now)
-            if price is None:
-                continue
+        for price in listing(catalog, provider, now):
             counts[provider] = counts.get(provider, 0) + 1
             tiered += bool(price.tiers)
             tiers = f"  [{price.tier_note()}]" if price.tiers else ""
-            print(f"{provider:<9} {name:<40} {_rates_text(price.rates)}{tiers}  "
+            print(f"{provider:<9} {price.model:<40} {_rates_text(price.rates)}{tiers}  "
                   f"<- {price.entry_id}")
     total = sum(counts.values())
     by_provider = ", ".join(f"{p} {n}" for p, n in counts.items())

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from schemas.pricing import LIBRARY, OVERRIDE, PricingCatalog
-from schemas.pricing.library import rate_at, token_prices
+from schemas.pricing.library import LibraryModel, rate_at, token_prices
 from schemas.pricing.overrides import PriceEntry
 
 # The library's price keys under the names our overrides and `Usage` use.
@@ -83,23 +83,51 @@ def card(catalog: PricingCatalog, provider: str, model: str, at: datetime,
 
 def library_card(catalog: PricingCatalog, provider: str, model: str, at: datetime,
                  prompt_tokens: int = 0) -> RateCard | None:
+    found = catalog.library.find(provider, model)
+    return None if found is None else model_card(catalog, found, at, prompt_tokens)
+
+
+def model_card(catalog: PricingCatalog, found: LibraryModel, at: datetime,
+               prompt_tokens: int = 0) -> RateCard | None:
+    """The library's price of a model at `at`, or None when it is not priced by token."""
     library = catalog.library
-    found = library.find(provider, model)
-    if found is None:
-        return None
     prices = token_prices(library.prices(found, at))
     if not prices:
         return None
     tiers = {_rate_name(key): [(tier.start, tier.price) for tier in price.tiers]
              for key, price in prices.items() if not isinstance(price, Decimal)}  # fmt: skip
-    urls = next((p.pricing_urls for p in library.snapshot.providers if p.id == provider), None)
+    urls = next((p.pricing_urls for p in library.snapshot.providers if p.id == found.provider),
+                None)
     return RateCard(
-        provider=provider, model=found.model_id, layer=LIBRARY, layer_version=library.version,
-        entry_id=library.entry_id(found, at),
+        provider=found.provider, model=found.model_id, layer=LIBRARY,
+        layer_version=library.version, entry_id=library.entry_id(found, at),
         rates={_rate_name(key): rate_at(price, prompt_tokens) for key, price in prices.items()},
         tiers=tiers, since=library.price_since(found, at),
         source=(urls or [""])[0], reason=found.info.price_comments or "",
     )  # fmt: skip
+
+
+def listing(catalog: PricingCatalog, provider: str, at: datetime) -> list[RateCard]:
+    """The price in force at `at` of every model the library lists under `provider` (our entry
+    where one is in force) and of every model only our overrides price, in the library's order."""
+    cards: list[RateCard] = []
+    for info in catalog.library.models(provider):
+        entry = catalog.overrides.lookup(provider, info.id, at)
+        if entry is not None and not entry.is_discount:
+            cards.append(entry_card(catalog, entry))
+        elif (listed := model_card(catalog, LibraryModel(provider, info.id, info), at)) is not None:
+            if entry is not None:
+                listed = RateCard(**{**entry_card(catalog, entry).__dict__,
+                                     "rates": listed.rates, "tiers": listed.tiers})
+            cards.append(listed)
+    known = {c.model for c in cards}
+    for entry in catalog.overrides.entries:
+        if entry.provider != provider or entry.model in known:
+            continue
+        if (own := card(catalog, provider, entry.model, at)) is not None:
+            cards.append(own)
+            known.add(entry.model)
+    return cards
 
 
 def price_history(catalog: PricingCatalog, provider: str, model: str) -> list[RateCard]:
@@ -123,4 +151,13 @@ def price_history(catalog: PricingCatalog, provider: str, model: str) -> list[Ra
     return sorted(cards, key=lambda c: (c.since or date.min, c.layer))
 
 
-__all__ = ["RATE_NAMES", "RateCard", "card", "entry_card", "library_card", "price_history"]
+__all__ = [
+    "RATE_NAMES",
+    "RateCard",
+    "card",
+    "entry_card",
+    "library_card",
+    "listing",
+    "model_card",
+    "price_history",
+]
