@@ -131,3 +131,39 @@ def test_the_price_files_in_the_settings_are_the_ones_quoted(
         assert code == 2 and "KEYWARDEN_PRICING_DATA_FILE" in err
     finally:
         get_settings.cache_clear()
+
+
+def test_list_and_show_include_our_overrides(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from keywarden.settings import get_settings
+
+    source = {"source": "https://example.com/msa", "source_date": "2026-11-01"}
+    overrides = {"overrides_version": "acme.3", "entries": [
+        {"provider": "openai", "model": "acme-distill-1", "effective_from": "2026-11-01",
+         "reason": "internal fine-tune host", "input": "0.5", "output": "1.5", **source},
+        {"provider": "openai", "model": "gpt-4o", "effective_from": "2026-11-01",
+         "reason": "negotiated", "discount_percent": "15", **source},
+    ]}  # fmt: skip
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps(overrides))
+    monkeypatch.setenv("KEYWARDEN_PRICING_OVERRIDES_FILE", str(path))
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run(capsys, "list", "--provider", "openai")
+        lines = {line.split()[1]: line for line in out.splitlines()
+                 if line.startswith("openai ")}  # fmt: skip
+        assert code == 0
+        assert lines["acme-distill-1"].endswith("<- openai/acme-distill-1@2026-11-01")
+        assert "input 0.5, output 1.5" in lines["acme-distill-1"]
+        assert lines["gpt-4o"].endswith("<- openai/gpt-4o@2026-11-01")
+        code, out, _ = run(capsys, "show", "gpt-4o", "--provider", "openai")
+        assert code == 0
+        assert "now openai/gpt-4o@2026-11-01 (override acme.3)" in out
+        assert "15% off the library price" in out
+        code, out, _ = run(capsys, "quote", "--provider", "openai", "--model", "gpt-4o",
+                           "--input-tokens", "1000000", "--output-tokens", "1000000",
+                           "--format", "json")
+        assert json.loads(out)["cost_usd"] == "10.625000000"  # (2.50 + 10.00) less 15%
+    finally:
+        get_settings.cache_clear()
