@@ -166,7 +166,7 @@ class PricingCatalog:
         if key not in self._dearest:
             if len(self._dearest) > 1024:
                 self._dearest.clear()
-            models = [info.id for info in self.library.models(provider)]
+            models = [found.model_id for found in self.library.models(provider)]
             models += [
                 entry.model for entry in self.overrides.entries if entry.provider == provider
             ]

@@ -96,14 +96,12 @@ def model_card(catalog: PricingCatalog, found: LibraryModel, at: datetime,
         return None
     tiers = {_rate_name(key): [(tier.start, tier.price) for tier in price.tiers]
              for key, price in prices.items() if not isinstance(price, Decimal)}  # fmt: skip
-    urls = next((p.pricing_urls for p in library.snapshot.providers if p.id == found.provider),
-                None)
     return RateCard(
         provider=found.provider, model=found.model_id, layer=LIBRARY,
         layer_version=library.version, entry_id=library.entry_id(found, at),
         rates={_rate_name(key): rate_at(price, prompt_tokens) for key, price in prices.items()},
         tiers=tiers, since=library.price_since(found, at),
-        source=(urls or [""])[0], reason=found.info.price_comments or "",
+        source=library.pricing_page(found.provider), reason=found.comments,
     )  # fmt: skip
 
 
@@ -111,11 +109,11 @@ def listing(catalog: PricingCatalog, provider: str, at: datetime) -> list[RateCa
     """The price in force at `at` of every model the library lists under `provider` (our entry
     where one is in force) and of every model only our overrides price, in the library's order."""
     cards: list[RateCard] = []
-    for info in catalog.library.models(provider):
-        entry = catalog.overrides.lookup(provider, info.id, at)
+    for found in catalog.library.models(provider):
+        entry = catalog.overrides.lookup(provider, found.model_id, at)
         if entry is not None and not entry.is_discount:
             cards.append(entry_card(catalog, entry))
-        elif (listed := model_card(catalog, LibraryModel(provider, info.id, info), at)) is not None:
+        elif (listed := model_card(catalog, found, at)) is not None:
             if entry is not None:
                 listed = RateCard(**{**entry_card(catalog, entry).__dict__,
                                      "rates": listed.rates, "tiers": listed.tiers})
@@ -136,11 +134,7 @@ def price_history(catalog: PricingCatalog, provider: str, model: str) -> list[Ra
     cards: list[RateCard] = []
     found = catalog.library.find(provider, model)
     if found is not None:
-        conditional = found.info.prices
-        starts: list[date | None] = [None]
-        if isinstance(conditional, list):
-            starts = [getattr(c.constraint, "start_date", None) for c in conditional]
-        for start in starts:
+        for start in catalog.library.price_starts(found):
             day = start or date(2000, 1, 1)
             at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
             if (one := library_card(catalog, provider, model, at)) is not None:

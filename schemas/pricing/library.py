@@ -50,6 +50,11 @@ class LibraryModel:
     model_id: str
     info: gp.ModelInfo
 
+    @property
+    def comments(self) -> str:
+        """The library's notes on how it prices the model (sources, caveats)."""
+        return self.info.price_comments or ""
+
 
 @dataclass(frozen=True)
 class LibraryPrice:
@@ -202,6 +207,13 @@ class LibraryPrices:
                 return getattr(constraint, "start_date", None)
         return None
 
+    def price_starts(self, found: LibraryModel) -> list[date | None]:
+        """The days the library's prices of a model start, oldest first (None: from the start)."""
+        conditional = found.info.prices
+        if isinstance(conditional, gp.ModelPrice):
+            return [None]
+        return [getattr(c.constraint, "start_date", None) for c in conditional]
+
     def entry_id(self, found: LibraryModel, at: datetime) -> str:
         since = self.price_since(found, at)
         suffix = f"@{since.isoformat()}" if since else ""
@@ -223,12 +235,19 @@ class LibraryPrices:
             for c in conditional
         )
 
-    def models(self, provider: str) -> list[gp.ModelInfo]:
+    def models(self, provider: str) -> list[LibraryModel]:
         """Every model the library lists under `provider` (not its fallbacks)."""
         for candidate in self.snapshot.providers:
             if candidate.id == provider:
-                return list(candidate.models)
+                return [LibraryModel(provider, info.id, info) for info in candidate.models]
         return []
+
+    def pricing_page(self, provider: str) -> str:
+        """The provider's price page as the library cites it, or ''."""
+        for candidate in self.snapshot.providers:
+            if candidate.id == provider:
+                return (candidate.pricing_urls or [""])[0]
+        return ""
 
 
 def _bundled_providers() -> list[gp.Provider]:

@@ -80,8 +80,8 @@ def test_list_prints_every_token_priced_model_of_a_provider(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(capsys, "list", "--provider", "anthropic")
-    expected = [m.id for m in LibraryPrices.bundled().models("anthropic")
-                if token_prices(m.get_prices(datetime.now(UTC)))]
+    expected = [m.model_id for m in LibraryPrices.bundled().models("anthropic")
+                if token_prices(m.info.get_prices(datetime.now(UTC)))]
     lines = [line for line in out.splitlines() if line.startswith("anthropic ")]
     assert code == 0
     assert [line.split()[1] for line in lines] == expected

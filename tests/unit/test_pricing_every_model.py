@@ -25,7 +25,7 @@ from schemas.pricing import (
     PricingStatus,
     load_catalog,
 )
-from schemas.pricing.library import token_prices
+from schemas.pricing.library import LibraryModel, token_prices
 
 AT = datetime(2026, 12, 2, 12, tzinfo=UTC)
 LIBRARY = LibraryPrices.bundled()
@@ -62,18 +62,18 @@ def usages(prompt: int) -> dict[str, tuple[Usage, dict[str, int]]]:
     }  # fmt: skip
 
 
-def reference(provider: str, info) -> str:  # type: ignore[no-untyped-def]
+def reference(listed: LibraryModel) -> str:
     """A name a request would use for the model: its id, or for fine-tunes (matched by prefix,
     `ft:gpt-4o-2024-…`) a name of that shape."""
-    if LIBRARY.find(provider, info.id) is not None:
-        return str(info.id)
-    return f"{info.match.starts_with}08-06:acme::abc123"
+    if LIBRARY.find(listed.provider, listed.model_id) is not None:
+        return listed.model_id
+    return f"{listed.info.match.starts_with}08-06:acme::abc123"
 
 
 CASES = [
-    (provider, reference(provider, info), kind)
+    (provider, reference(listed), kind)
     for provider in PROVIDERS
-    for info in LIBRARY.models(provider)
+    for listed in LIBRARY.models(provider)
     for kind in ("plain", "cached", "cache_write", "long_context")
 ]
 
