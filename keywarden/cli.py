@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
     from keywarden.config import add_config_commands
+    from keywarden.pricing_cli import add_pricing_commands
     from keywarden.report import add_report_commands
     from keywarden.scan.cli import add_scan_commands
     from pipelines.cli import add_pipeline_commands
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = commands.add_parser("pipeline", help="the stream processors")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
     add_pipeline_commands(pipeline_commands)
+
+    pricing = commands.add_parser("pricing", help="prices: quote a request, list, show a model")
+    add_pricing_commands(pricing.add_subparsers(dest="pricing_command", required=True))
 
     produce = commands.add_parser("produce", help="publish synthetic request events")
     produce.add_argument("--count", type=int, default=100)

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="password of user `default` on the embedded warehouse"
     )
 
+    # --- pricing (schemas/pricing: our overrides over genai-prices) ---------------------
+    # Gateway, pipeline and `keywarden pipeline reprice` read the same two files, so a newer
+    # price snapshot prices new requests and restates old ones alike.
+    pricing_overrides_file: Path | None = Field(
+        default=None,
+        description="our price overrides (JSON); default: schemas/pricing/overrides.json",
+    )
+    pricing_data_file: Path | None = Field(
+        default=None,
+        description="a newer genai-prices data snapshot (its data.json) to price with instead "
+        "of the installed package's; read at start, never fetched",
+    )
+
     # --- pipeline ----------------------------------------------------------------------
     pipeline_app_id: str = Field(
         default="keywarden-pipeline",
@@ -318,6 +331,13 @@ class Settings(BaseSettings):
 
         for cidr in filter(None, (part.strip() for part in value.split(","))):
             ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator("pricing_overrides_file", "pricing_data_file")
+    @classmethod
+    def _pricing_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
         return value
 
     # --- analytics validators ---

@@ -32,17 +32,21 @@ def _when(text: str) -> datetime:
 def _reprice(args: argparse.Namespace) -> int:
     from keywarden.clickhouse import get_client
     from pipelines.reprice import reprice
-    from schemas.pricing import CATALOG_PATH, load_catalog
+    from schemas.pricing import OVERRIDES_PATH, load_catalog
 
-    path = args.catalog or CATALOG_PATH
+    settings = get_settings()
+    path = args.overrides or settings.pricing_overrides_file or OVERRIDES_PATH
+    prices_file = args.prices_file or settings.pricing_data_file
     try:
-        catalog = load_catalog(path)
+        catalog = load_catalog(path, prices_file=prices_file)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"--catalog {path}: {error}") from None
-    client = get_client(get_settings().clickhouse_url)
+        source = f"--prices-file {prices_file}" if prices_file else f"--overrides {path}"
+        raise ConfigError(f"{source}: {error}") from None
+    client = get_client(settings.clickhouse_url)
     try:
         run = reprice(client, catalog, since=args.since, until=args.until, actor=args.actor,
-                      catalog_path=str(path), dry_run=args.dry_run, note=args.note)
+                      catalog_path=str(prices_file or path), dry_run=args.dry_run,
+                      note=args.note)
     finally:
         client.close()
     verb = "would restate" if args.dry_run else "restated"
@@ -50,7 +54,17 @@ def _reprice(args: argparse.Namespace) -> int:
           f"with catalog {run.catalog_version}: cost ${run.cost_before} -> ${run.cost_after} "
           f"(delta ${run.cost_delta}); unpriced {run.unpriced_before} -> {run.unpriced_after}; "
           f"restatement {run.restatement_id}")
+    groups = sorted(run.summary.items(), key=lambda item: (-abs(item[1][1]), item[0]))
+    for (provider, model, before, after), (rows, delta) in groups[:_SHOWN_GROUPS]:
+        print(f"  {provider}/{model or '-'}: {rows} rows, delta ${delta:+f}, "
+              f"{before or '(unpriced)'} -> {after or '(unpriced)'}")
+    if len(groups) > _SHOWN_GROUPS:
+        print(f"  … {len(groups) - _SHOWN_GROUPS} more groups; every changed row is in "
+              "pricing_restatement_rows")
     return 0
+
+
+_SHOWN_GROUPS = 20
 
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,13 +74,19 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:  # type
     run.set_defaults(handler=_run)
 
     reprice = commands.add_parser(
-        "reprice", help="re-price stored requests with the current (or given) catalog",
-        description="Restate the price of stored requests since a date: changed rows are "
-        "written again with a higher row_version, rollups recomputed, the run recorded in "
-        "pricing_restatements.")
+        "reprice", help="re-price stored requests with the current (or given) prices",
+        description="Restate the price of stored requests since a date (after a genai-prices "
+        "upgrade, a newer price snapshot or an override change): changed rows are written again "
+        "with a higher row_version, rollups recomputed, each changed row recorded in "
+        "pricing_restatement_rows and the run in pricing_restatements.")
     reprice.add_argument("--since", type=_when, required=True, help="UTC date or time")
     reprice.add_argument("--until", type=_when, default=None, help="UTC date or time (exclusive)")
-    reprice.add_argument("--catalog", default=None, help="catalog JSON (default: the shipped one)")
+    reprice.add_argument("--overrides", "--catalog", dest="overrides", default=None,
+                         help="overrides JSON (default: KEYWARDEN_PRICING_OVERRIDES_FILE or "
+                         "schemas/pricing/overrides.json)")
+    reprice.add_argument("--prices-file", default=None,
+                         help="a newer genai-prices data snapshot (its data.json) to price with "
+                         "(default: KEYWARDEN_PRICING_DATA_FILE, else the installed package's)")
     reprice.add_argument("--actor", default=getpass.getuser(), help="who restates (recorded)")
     reprice.add_argument("--note", default="", help="why (recorded)")
     reprice.add_argument("--dry-run", action="store_true", help="report, change nothing")

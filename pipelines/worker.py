@@ -61,7 +61,8 @@ def build_pipeline(
         await delivery  # at-least-once: the DLQ record is on the broker before we move on
 
     processor = IngestProcessor(
-        catalog=catalog or load_catalog(),
+        catalog=catalog
+        or load_catalog(settings.pricing_overrides_file, settings.pricing_data_file),
         request_sink=ClickHouseSink(client, "request_events", REQUEST_COLUMNS),
         dead_letter_sink=ClickHouseSink(client, "request_dead_letters", DEAD_LETTER_COLUMNS),
         publish_dead_letter=publish_dead_letter,

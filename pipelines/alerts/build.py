@@ -106,8 +106,9 @@ def unknown_price_alert(*, subject: str, wrapped_key_id: str, key_scope: str, ta
         kind=AlertKind.UNKNOWN_MODEL_PRICE, severity=Severity.WARNING, detected_at=at,
         wrapped_key_id=wrapped_key_id, key_scope=key_scope, tags=tags, model=model,
         title=f"No price for {subject}: its requests are stored with cost unknown",
-        summary=(f"Catalog {catalog_version} has no entry for {subject}. Add one and run "
-                 "`keywarden pipeline reprice --since …` to restate the affected rows."),
+        summary=(f"Neither genai-prices nor our overrides ({catalog_version}) price {subject}. "
+                 "Add an entry to schemas/pricing/overrides.json (or upgrade genai-prices) and "
+                 "run `keywarden pipeline reprice --since …` to restate the affected rows."),
         details={"subject": subject, "catalog_version": catalog_version},
     )
 

@@ -41,6 +41,7 @@ REQUEST_COLUMNS = (
     "reasoning_tokens", "cost_usd", "pricing_status", "catalog_version", "price_entry_id",
     "latency_ms", "time_to_first_token_ms", "streaming", "client_ip", "request_id", "gateway_id",
     "team", "service", "environment", "cost_center", "tags", "ingested_at", "row_version",
+    "cache_write_5m_tokens", "cache_write_1h_tokens", "price_layer", "price_layer_version",
 )  # fmt: skip
 
 DEAD_LETTER_COLUMNS = (
@@ -67,7 +68,8 @@ def request_row(item: PricedRequest, ingested_at: datetime, row_version: int) ->
         priced.catalog_version, priced.price_entry_id or "", event.latency_ms,
         event.time_to_first_token_ms, event.streaming, event.client_ip or "", event.request_id,
         event.gateway_id, tags.team, tags.service, tags.environment, tags.cost_center,
-        dict(tags.extra), ingested_at, row_version,
+        dict(tags.extra), ingested_at, row_version, event.usage.cache_write_5m_tokens,
+        event.usage.cache_write_1h_tokens, priced.price_layer, priced.price_layer_version,
     )  # fmt: skip
 
 

@@ -61,6 +61,10 @@ class Usage(BaseModel):
     - `input_tokens` counts every prompt token, whatever rate it is billed at;
       `cached_input_tokens` (cache reads) and `cache_write_tokens` are parts of it.
       (Anthropic reports these three separately: a gateway adds them up.)
+    - `cache_write_5m_tokens` and `cache_write_1h_tokens` split `cache_write_tokens` by cache
+      lifetime where the provider reports it (Anthropic's `cache_creation` object); writes not
+      split are billed at the provider's default (5-minute) write rate. Both default to 0, so
+      records written before these fields existed stay valid and mean the same.
     - `output_tokens` counts every generated token; `reasoning_tokens` is a part of it.
       (Gemini reports thoughts beside candidates: a gateway adds them up.)
     """
@@ -72,6 +76,12 @@ class Usage(BaseModel):
     cached_input_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
+    cache_write_5m_tokens: int = Field(
+        default=0, ge=0, description="part of cache_write_tokens written to a 5-minute cache"
+    )
+    cache_write_1h_tokens: int = Field(
+        default=0, ge=0, description="part of cache_write_tokens written to a 1-hour cache"
+    )
 
     @model_validator(mode="after")
     def _parts_fit_in_totals(self) -> Usage:
@@ -79,6 +89,12 @@ class Usage(BaseModel):
             raise ValueError(
                 "cached_input_tokens + cache_write_tokens must not exceed input_tokens "
                 f"({self.cached_input_tokens} + {self.cache_write_tokens} > {self.input_tokens})"
+            )
+        if self.cache_write_5m_tokens + self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                "cache_write_5m_tokens + cache_write_1h_tokens must not exceed cache_write_tokens "
+                f"({self.cache_write_5m_tokens} + {self.cache_write_1h_tokens} > "
+                f"{self.cache_write_tokens})"
             )
         if self.reasoning_tokens > self.output_tokens:
             raise ValueError(

@@ -1,195 +1,214 @@
-"""The pricing catalog: effective-dated list prices per provider and model, and the one cost rule.
+"""Pricing: the one lookup that says what a request cost, in two layers.
 
-Prices are Decimal USD per million tokens with at most three decimal places, so every cost is
-exact at nine decimals (ClickHouse `Decimal(18, 9)`). The data is `catalog.json` beside this file.
+Underneath, genai-prices (`library.py`): list prices for every model it knows, effective-dated,
+with long-context tiers and cache kinds. On top, our overrides (`overrides.py`, data in
+`overrides.json`): corrections, negotiated prices, models the library lacks; an override in force
+wins. Every result names the layer, its version and the entry that priced it. Costs are exact
+Decimal USD rounded once, half to even, to nine decimals (ClickHouse `Decimal(18, 9)`).
 """
 
 from __future__ import annotations
 
-import bisect
-import json
-import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from schemas.events.request import Usage
+from schemas.pricing.library import (
+    LIBRARY,
+    LibraryPrice,
+    LibraryPrices,
+    PriceDataError,
+    is_input_key,
+    rate_at,
+)
+from schemas.pricing.overrides import (
+    OVERRIDES_PATH,
+    PER_TOKENS,
+    OverrideCatalog,
+    PriceEntry,
+    canonical_model,
+    load_overrides,
+)
 
-CATALOG_PATH = Path(__file__).with_name("catalog.json")
-PER_TOKENS = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000000001")  # Decimal(18, 9)
-
-Rate = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3)]
-
-# Suffixes that name a snapshot of a model rather than another model.
-_SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-\d{3})$")
-
-
-def canonical_model(name: str) -> str:
-    """The model a name refers to, without provider prefixes or snapshot suffixes:
-    `models/gemini-2.5-flash` -> `gemini-2.5-flash`, `gpt-4o-2024-08-06` -> `gpt-4o`."""
-    model = name.strip().lower().removeprefix("models/")
-    while (shorter := _SNAPSHOT_SUFFIX.sub("", model)) != model and shorter:
-        model = shorter
-    return model
+OVERRIDE = "override"
+_ANY_PROMPT = 10**12  # a prompt size past every tier
+_RESOLVED_LIMIT = 8192  # (provider, model, day) prices remembered before starting over
 
 
 class PricingStatus(StrEnum):
     """How a request's cost was determined."""
 
-    PRICED = "priced"  # a catalog entry priced it
-    UNKNOWN_MODEL = "unknown_model"  # no entry for the model at that time: cost is unknown (NULL)
+    PRICED = "priced"  # a price (library or override) priced it
+    UNKNOWN_MODEL = "unknown_model"  # no price for the model at that time: cost is unknown (NULL)
     NOT_BILLABLE = "not_billable"  # no tokens were used (refused, failed before usage): cost 0
 
 
-class PriceEntry(BaseModel):
-    """One provider/model's rates from `effective_from` until the next entry for that model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    provider: str
-    model: str
-    effective_from: date
-    input: Rate
-    cached_input: Rate | None = None
-    cache_write: Rate | None = None
-    output: Rate
-    reasoning: Rate | None = None
-    source: str = Field(min_length=1)
-    source_date: date
-
-    @property
-    def entry_id(self) -> str:
-        return f"{self.provider}/{self.model}@{self.effective_from.isoformat()}"
-
-    def cost(self, usage: Usage) -> Decimal:
-        """Exact cost in USD of `usage` at these rates."""
-        cached_rate = self.input if self.cached_input is None else self.cached_input
-        write_rate = self.input if self.cache_write is None else self.cache_write
-        reasoning_rate = self.output if self.reasoning is None else self.reasoning
-        uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
-        visible_output = usage.output_tokens - usage.reasoning_tokens
-        micro = (
-            uncached * self.input
-            + usage.cached_input_tokens * cached_rate
-            + usage.cache_write_tokens * write_rate
-            + visible_output * self.output
-            + usage.reasoning_tokens * reasoning_rate
-        )
-        cost = micro / PER_TOKENS
-        exact = cost.quantize(COST_QUANTUM)
-        if exact != cost:  # guarded by Rate's three decimals; kept as a tripwire
-            raise ArithmeticError(f"cost of {self.entry_id} is not exact at 9 decimals: {cost}")
-        return exact
-
-
 class Priced(BaseModel):
-    """The result of pricing one request."""
+    """The result of pricing one request, with its provenance."""
 
     model_config = ConfigDict(frozen=True)
 
     status: PricingStatus
     cost_usd: Decimal | None
-    catalog_version: str
-    price_entry_id: str | None = None
+    catalog_version: str  # both layers: genai-prices-<version>+overrides-<version>
+    price_entry_id: str | None = None  # our entry id, or genai-prices:<provider>/<model id>[@date]
+    price_layer: str = ""  # "genai-prices" or "override" (empty when nothing priced it)
+    price_layer_version: str = ""  # the genai-prices version, or our overrides version
 
 
-class PricingCatalog(BaseModel):
-    """All price entries of one catalog version, indexed for lookup by model and event time."""
+@dataclass(frozen=True)
+class Rates:
+    """The dearest input and output rates (USD per 1M tokens) for a prompt of a given size."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    input: Decimal
+    output: Decimal
 
-    catalog_version: str = Field(min_length=1)
-    currency: str = "USD"
-    unit: str = ""
-    notes: str = ""
-    prices: list[PriceEntry]
-    _index: dict[tuple[str, str], list[PriceEntry]] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _no_duplicate_dates(self) -> PricingCatalog:
-        seen: set[str] = set()
-        for entry in self.prices:
-            if entry.entry_id in seen:
-                raise ValueError(f"duplicate price entry {entry.entry_id}")
-            seen.add(entry.entry_id)
-        return self
+def round_cost(cost: Decimal) -> Decimal:
+    return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
 
-    @field_validator("currency")
-    @classmethod
-    def _usd_only(cls, value: str) -> str:
-        if value != "USD":
-            raise ValueError(f"only USD catalogs are supported, got {value!r}")
-        return value
 
-    def model_post_init(self, _context: object) -> None:
-        index: dict[tuple[str, str], list[PriceEntry]] = {}
-        for entry in self.prices:
-            index.setdefault((entry.provider, entry.model.lower()), []).append(entry)
-        for entries in index.values():
-            entries.sort(key=lambda e: e.effective_from)
-        self._index = index
+class PricingCatalog:
+    """The two layers together: overrides over genai-prices."""
 
-    def _entries(self, provider: str, model: str) -> list[PriceEntry] | None:
-        index = self._index
-        name = model.strip().lower().removeprefix("models/")
-        while name:
-            found = index.get((provider, name))
-            if found:
-                return found
-            shorter = _SNAPSHOT_SUFFIX.sub("", name)
-            if shorter == name:
-                return None
-            name = shorter
-        return None
+    def __init__(self, overrides: OverrideCatalog, library: LibraryPrices) -> None:
+        self.overrides = overrides
+        self.library = library
+        self.catalog_version = (
+            f"{LIBRARY}-{library.version}+overrides-{overrides.overrides_version}"
+        )
+        self._dearest: dict[tuple[str, date], Rates] = {}
+        self._resolved: dict[
+            tuple[str, str, date], tuple[PriceEntry | None, LibraryPrice | None]
+        ] = {}
 
-    def lookup(self, provider: str, model: str, at: datetime) -> PriceEntry | None:
-        """The entry in force for `provider`/`model` at event time `at`, or None if unpriced."""
-        entries = self._entries(provider, model)
-        if not entries:
-            return None
-        day = at.astimezone(UTC).date()
-        starts = [e.effective_from for e in entries]
-        position = bisect.bisect_right(starts, day) - 1
-        return entries[position] if position >= 0 else None
+    # --- pricing a request ---------------------------------------------------------------------
 
     def price(self, provider: str, model: str | None, usage: Usage, at: datetime) -> Priced:
-        """Price one request: exact cost, or an explicit unknown; never a silent $0."""
+        """Price one request at the prices in force at event time `at`: exact cost, or an
+        explicit unknown; never a silent $0."""
         if usage.total_tokens == 0:
-            return Priced(
-                status=PricingStatus.NOT_BILLABLE,
-                cost_usd=Decimal(0).quantize(COST_QUANTUM),
-                catalog_version=self.catalog_version,
-            )
-        entry = self.lookup(provider, model, at) if model else None
-        if entry is None:
-            return Priced(
-                status=PricingStatus.UNKNOWN_MODEL,
-                cost_usd=None,
-                catalog_version=self.catalog_version,
-            )
+            return Priced(status=PricingStatus.NOT_BILLABLE, cost_usd=round_cost(Decimal(0)),
+                          catalog_version=self.catalog_version)
+        entry, listed = self.resolve(provider, model, at) if model else (None, None)
+        if entry is not None and not entry.is_discount:
+            return self._by_override(entry, entry.cost(usage))
+        library_cost = listed.cost(usage) if listed is not None else None
+        if entry is not None and library_cost is not None:
+            return self._by_override(entry, entry.discounted(library_cost))
+        if listed is None or library_cost is None:
+            return Priced(status=PricingStatus.UNKNOWN_MODEL, cost_usd=None,
+                          catalog_version=self.catalog_version)
         return Priced(
-            status=PricingStatus.PRICED,
-            cost_usd=entry.cost(usage),
-            catalog_version=self.catalog_version,
-            price_entry_id=entry.entry_id,
-        )
+            status=PricingStatus.PRICED, cost_usd=round_cost(library_cost),
+            catalog_version=self.catalog_version, price_entry_id=listed.entry_id,
+            price_layer=LIBRARY, price_layer_version=self.library.version,
+        )  # fmt: skip
+
+    def resolve(
+        self, provider: str, model: str, at: datetime
+    ) -> tuple[PriceEntry | None, LibraryPrice | None]:
+        """Our entry and the library's price in force for `provider`/`model` at `at`. Both
+        change only at UTC midnights (unless the library prices by time of day), so the pair is
+        remembered per model and day: the gateway and the pipeline look it up per request."""
+        key = (provider, model, at.astimezone(UTC).date())
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        entry = self.overrides.lookup(provider, model, at)
+        found = self.library.find(provider, model)
+        resolved = (entry, self.library.resolve(found, at) if found is not None else None)
+        if found is None or self.library.dated_by_day(found):
+            if len(self._resolved) >= _RESOLVED_LIMIT:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
+
+    def _by_override(self, entry: PriceEntry, cost: Decimal) -> Priced:
+        return Priced(
+            status=PricingStatus.PRICED, cost_usd=round_cost(cost),
+            catalog_version=self.catalog_version, price_entry_id=entry.entry_id,
+            price_layer=OVERRIDE, price_layer_version=self.overrides.overrides_version,
+        )  # fmt: skip
+
+    # --- rates, for the gateway's worst case and for people ----------------------------------
+
+    def dearest_rates(
+        self, provider: str, model: str, prompt_tokens: int, at: datetime
+    ) -> Rates | None:
+        """The dearest input rate (uncached, cache read or write of any lifetime) and output
+        rate that a prompt of `prompt_tokens` can be billed at, tier included; None if unpriced."""
+        entry, listed = self.resolve(provider, model, at) if model else (None, None)
+        if entry is not None and not entry.is_discount:
+            own = (entry.input, entry.cached_input, entry.cache_write, entry.cache_write_1h)
+            inputs = [rate for rate in own if rate is not None]
+            outputs = [rate for rate in (entry.output, entry.reasoning) if rate is not None]
+            return Rates(max(inputs), max(outputs))
+        if listed is None:
+            return None
+        prices = listed.rates
+        inputs = [rate_at(p, prompt_tokens) for key, p in prices.items() if is_input_key(key)]
+        outputs = [rate_at(p, prompt_tokens) for key, p in prices.items() if not is_input_key(key)]
+        if not inputs:
+            return None
+        return Rates(max(inputs), max(outputs, default=Decimal(0)))
+
+    def provider_dearest_rates(self, provider: str, at: datetime) -> Rates:
+        """The dearest rates, top tier, of any token-priced model of `provider`: what a model
+        nobody prices yet is reserved at. Remembered per provider and day."""
+        key = (provider, at.astimezone(UTC).date())
+        if key not in self._dearest:
+            if len(self._dearest) > 1024:
+                self._dearest.clear()
+            models = [found.model_id for found in self.library.models(provider)]
+            models += [
+                entry.model for entry in self.overrides.entries if entry.provider == provider
+            ]
+            found = [
+                rates
+                for model in models
+                if (rates := self.dearest_rates(provider, model, _ANY_PROMPT, at)) is not None
+            ]
+            self._dearest[key] = Rates(
+                max((r.input for r in found), default=Decimal(0)),
+                max((r.output for r in found), default=Decimal(0)),
+            )
+        return self._dearest[key]
 
 
-def load_catalog(path: Path | str = CATALOG_PATH) -> PricingCatalog:
-    """Read and validate a catalog file."""
-    return PricingCatalog.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+def load_catalog(
+    overrides_path: Path | str | None = None, prices_file: Path | str | None = None
+) -> PricingCatalog:
+    """Our overrides (default: the shipped `overrides.json`) over genai-prices: the data in the
+    installed wheel, or a newer snapshot of it from `prices_file`."""
+    library = (
+        LibraryPrices.bundled() if prices_file is None else LibraryPrices.from_file(prices_file)
+    )
+    return PricingCatalog(load_overrides(overrides_path or OVERRIDES_PATH), library)
 
 
 __all__ = [
-    "canonical_model",
+    "COST_QUANTUM",
+    "LIBRARY",
+    "OVERRIDE",
+    "OVERRIDES_PATH",
+    "PER_TOKENS",
+    "LibraryPrices",
+    "OverrideCatalog",
+    "PriceDataError",
     "PriceEntry",
     "Priced",
     "PricingCatalog",
     "PricingStatus",
+    "Rates",
+    "canonical_model",
     "load_catalog",
+    "load_overrides",
+    "round_cost",
 ]

@@ -375,6 +375,7 @@ def anthropic_messages(call: FakeCall) -> Answer:
     visible, cut = _output_count(body["max_tokens"])
     total_input = _tokens_of(body.get("tools"), body.get("system"), body["messages"])
     cache_write = min(_cache_prefix_tokens(body), total_input)
+    write_1h = min(_cache_prefix_tokens(body, ttl="1h"), cache_write)
     cache_read = min(_cached(headers, total_input), total_input - cache_write)
     input_counts = {
         "input_tokens": total_input - cache_write - cache_read,
@@ -386,8 +387,8 @@ def anthropic_messages(call: FakeCall) -> Answer:
         "output_tokens": visible,
         "service_tier": "standard",
         "cache_creation": {
-            "ephemeral_5m_input_tokens": cache_write,
-            "ephemeral_1h_input_tokens": 0,
+            "ephemeral_5m_input_tokens": cache_write - write_1h,
+            "ephemeral_1h_input_tokens": write_1h,
         },
     }
     pieces = _answer_pieces(model, visible)
@@ -525,8 +526,9 @@ def _either(body: dict[str, Any], camel: str) -> Any:
     return body.get(re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel))
 
 
-def _cache_prefix_tokens(body: dict[str, Any]) -> int:
-    """Tokens of the prompt prefix (tools, system, messages) up to the last `cache_control`."""
+def _cache_prefix_tokens(body: dict[str, Any], ttl: str | None = None) -> int:
+    """Tokens of the prompt prefix (tools, system, messages) up to the last `cache_control`, or
+    the last one of lifetime `ttl` ("5m" by default; 1-hour entries precede 5-minute ones)."""
     blocks: list[Any] = list(body.get("tools") or [])
     system = body.get("system")
     blocks += system if isinstance(system, list) else ([system] if system else [])
@@ -536,6 +538,8 @@ def _cache_prefix_tokens(body: dict[str, Any]) -> int:
     length = prefix = 0
     for block in blocks:
         length += len(json.dumps(block, separators=(",", ":"), ensure_ascii=False))
-        if isinstance(block, dict) and block.get("cache_control"):
+        control = block.get("cache_control") if isinstance(block, dict) else None
+        if control and (ttl is None or (isinstance(control, dict)
+                                        and control.get("ttl", "5m") == ttl)):
             prefix = length
     return math.ceil(prefix / 4)

@@ -61,19 +61,15 @@ def worst_case_cost(
     output_tokens: int,
     at: datetime,
 ) -> Decimal:
-    """The most a request can cost: every input token at the dearest input rate, every output token
-    at the dearest output rate; an unpriced model is priced as the provider's dearest one."""
-    entries = [catalog.lookup(provider, model, at)]
-    if entries[0] is None:
-        day = at.date()
-        entries = [e for e in catalog.prices if e.provider == provider and e.effective_from <= day]
-        entries = entries or list(catalog.prices)
-    input_rate = max(
-        max(e.input, e.cache_write or ZERO, e.cached_input or ZERO) for e in entries if e
-    )
-    output_rate = max(max(e.output, e.reasoning or ZERO) for e in entries if e)
+    """The most a request can cost: every prompt token at the dearest input rate (uncached, cache
+    read or cache write of any lifetime), every output token at the dearest output rate, both at
+    the tier the prompt falls in (the pipeline's prices: the same lookup); a model nobody prices
+    is priced as the provider's dearest one."""
     prompt = int(prompt_tokens * PROMPT_ESTIMATE_FACTOR) + PROMPT_ESTIMATE_SLACK
-    return (prompt * input_rate + output_tokens * output_rate) / PER_TOKENS
+    rates = catalog.dearest_rates(provider, model, prompt, at)
+    if rates is None:
+        rates = catalog.provider_dearest_rates(provider, at)
+    return (prompt * rates.input + output_tokens * rates.output) / PER_TOKENS
 
 
 def next_midnight(now: datetime) -> datetime:

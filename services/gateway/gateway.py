@@ -48,7 +48,10 @@ class Gateway:
         self.vault = Vault(Keyring.load(settings), settings)
         self.registry = Registry(self.vault.pepper)
         self.registry_follower = RegistryFollower(self.registry, settings)
-        self.ledger = BudgetLedger(catalog or load_catalog(), settings, self._spend_feed_ok)
+        catalog = catalog or load_catalog(
+            settings.pricing_overrides_file, settings.pricing_data_file
+        )
+        self.ledger = BudgetLedger(catalog, settings, self._spend_feed_ok)
         self.spend_follower = TopicFollower(SPEND, settings, self.ledger.apply_record)
         self.rate_limiter = RateLimiter()
         self.addresses = ClientAddressResolver(settings.gateway_trusted_proxies.split(","))

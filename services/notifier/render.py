@@ -199,8 +199,8 @@ LAYOUTS: dict[AlertKind, KindLayout] = {
         ":grey_question:",
         "Model without a price",
         _unknown_price,
-        "Add the model to the pricing catalog (schemas/pricing) and reprice; until then its "
-        "spend is not counted against budgets.",
+        "Add the model to the price overrides (schemas/pricing/overrides.json) or upgrade "
+        "genai-prices, then reprice; until then its spend is not counted against budgets.",
     ),
     AlertKind.KEY_EXPIRING: KindLayout(
         ":hourglass_flowing_sand:",

@@ -206,6 +206,23 @@ def test_anthropic_cache_control_reports_cache_writes_and_reads(fake):
     assert usage.output_tokens == 10 and message.stop_reason == "max_tokens"
 
 
+def test_anthropic_cache_writes_are_split_by_lifetime(fake):
+    system = [
+        {"type": "text", "text": "Policy handbook. " * 40,
+         "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "Today's notes. " * 30, "cache_control": {"type": "ephemeral"}},
+    ]
+    usage = anthropic_client(fake).messages.create(
+        model="claude-sonnet-4-5", max_tokens=10, system=system, messages=MESSAGES
+    ).usage
+    one_hour = math.ceil(len(json.dumps(system[0], separators=(",", ":"))) / 4)
+    both = math.ceil(sum(len(json.dumps(b, separators=(",", ":"))) for b in system) / 4)
+    assert usage.cache_creation_input_tokens == both
+    assert usage.cache_creation is not None
+    assert usage.cache_creation.ephemeral_1h_input_tokens == one_hour
+    assert usage.cache_creation.ephemeral_5m_input_tokens == both - one_hour
+
+
 def test_anthropic_stream(fake):
     with anthropic_client(fake).messages.stream(
         model="claude-sonnet-4-5", max_tokens=100, messages=MESSAGES

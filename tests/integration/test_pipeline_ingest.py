@@ -70,7 +70,7 @@ async def test_produced_events_are_all_stored_priced_to_the_exact_decimal(
     assert total.as_tuple().exponent == -9  # Decimal(18, 9), never a float
 
 
-async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
+async def test_a_hand_priced_event_is_stored_with_the_layer_that_priced_it(
     kafka_broker, warehouse_db, run_pipeline
 ) -> None:
     settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
@@ -78,9 +78,10 @@ async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
     key = unique_keys()[2]  # anthropic
     event = synthetic_traffic(1, keys=[key])[0].model_copy(
         update={
-            "served_model": "claude-sonnet-4-20250514",
+            "served_model": "claude-sonnet-4-5-20250929",
             "usage": Usage(
-                input_tokens=1000, cached_input_tokens=200, cache_write_tokens=300, output_tokens=77
+                input_tokens=1000, cached_input_tokens=200, cache_write_tokens=300,
+                cache_write_5m_tokens=100, cache_write_1h_tokens=200, output_tokens=77,
             ),
         }
     )
@@ -91,7 +92,8 @@ async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
         client = get_client(warehouse_db)
         try:
             rows = client.query(
-                "SELECT cost_usd, pricing_status, price_entry_id, catalog_version, occurred_at "
+                "SELECT cost_usd, pricing_status, price_entry_id, catalog_version, price_layer, "
+                "price_layer_version, cache_write_5m_tokens, cache_write_1h_tokens, occurred_at "
                 "FROM request_events FINAL WHERE event_id = {id:UUID}",
                 parameters={"id": str(event.event_id)},
             ).result_rows
@@ -99,14 +101,20 @@ async def test_a_hand_priced_event_is_stored_with_its_catalog_entry(
         finally:
             client.close()
 
-    cost, status, entry, version, occurred_at = await asyncio.to_thread(
-        wait_until, row, 60, message="the hand-priced row"
+    cost, status, entry, version, layer, layer_version, w5m, w1h, occurred_at = (
+        await asyncio.to_thread(wait_until, row, 60, message="the hand-priced row")
     )
-    assert cost == Decimal("0.003840000")  # 500*3 + 200*0.30 + 300*3.75 + 77*15 per 1M tokens
-    assert (status, entry, version) == (
+    # 500 uncached*3 + 200 reads*0.30 + 100 5-minute writes*3.75 + 200 1-hour writes*6
+    # + 77 output*15 = 4290 per 1M tokens
+    assert cost == Decimal("0.004290000")
+    assert (status, entry, version, layer, layer_version, w5m, w1h) == (
         "priced",
-        "anthropic/claude-sonnet-4@2025-05-22",
+        "genai-prices:anthropic/claude-sonnet-4-5",
         CATALOG.catalog_version,
+        "genai-prices",
+        "0.2.3",
+        100,
+        200,
     )
     assert occurred_at.replace(tzinfo=UTC) == event.occurred_at.replace(
         microsecond=event.occurred_at.microsecond // 1000 * 1000

@@ -107,6 +107,10 @@ def request_row(
         "tags": {},
         "ingested_at": at(occurred_at),
         "row_version": row_version,
+        "cache_write_5m_tokens": 0,
+        "cache_write_1h_tokens": 0,
+        "price_layer": "" if cost is None else "genai-prices",
+        "price_layer_version": "" if cost is None else "0.2.3",
     }
     return tuple(values[column] for column in REQUEST_COLUMNS)
 

@@ -30,7 +30,8 @@ def test_the_tree_has_the_documented_commands() -> None:
     for expected in ("dev kafka start", "warehouse serve", "db migrate", "topics create",
                      "pipeline run", "pipeline reprice", "keys create", "keys revoke",
                      "providers rotate", "providers rekey", "gateway serve", "notifier run",
-                     "scan", "report spend", "demo"):
+                     "scan", "report spend", "demo", "pricing quote", "pricing list",
+                     "pricing show"):
         assert expected in names
 
 

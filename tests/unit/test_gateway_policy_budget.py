@@ -92,6 +92,23 @@ def test_worst_case_uses_max_tokens_or_the_model_limit_and_dearest_rates():
     assert unknown >= book.worst_case("openai", "o3", 1000, 100, NOW)  # priced as the dearest
 
 
+def test_worst_case_of_new_models_uses_the_library_price_and_its_long_context_tier():
+    book = ledger()
+    # prompt estimate 1000 -> 1000*1.25 + 32 = 1282 tokens; gpt-5.5 base tier 5 in / 30 out
+    assert book.worst_case("openai", "gpt-5.5", 1000, 100, NOW) == Decimal("0.009410")
+    # 300,000 estimated -> 375,032 tokens, past 272k: 10 in / 45 out
+    assert book.worst_case("openai", "gpt-5.5", 300_000, 100, NOW) == Decimal("3.754820")
+    # claude-opus-4-7: the 1-hour cache write (2x input) is the dearest input rate
+    opus = book.worst_case("anthropic", "claude-opus-4-7", 1000, 100, NOW)
+    actual = book.cost("anthropic", "claude-opus-4-7", Usage(
+        input_tokens=1282, cache_write_tokens=1282, cache_write_1h_tokens=1282,
+        output_tokens=100), NOW)
+    assert actual is not None and opus == actual
+    capped = key(daily_budget_usd=Decimal("0.01"))
+    with pytest.raises(BudgetExceeded):
+        book.reserve(capped, book.worst_case("openai", "gpt-5.5", 300_000, 100, NOW), NOW)
+
+
 def test_reserve_refuses_what_could_overshoot_and_settle_releases():
     book = ledger()
     capped = key(daily_budget_usd=Decimal("1"))

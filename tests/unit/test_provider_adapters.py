@@ -471,6 +471,58 @@ def test_google_upstream_strips_key_query(query):
             "anthropic",
             "messages",
             {
+                "model": "claude-opus-4-7",
+                "usage": {
+                    "input_tokens": 10,
+                    "cache_read_input_tokens": 0,
+                    "cache_creation_input_tokens": 1500,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": 500,
+                        "ephemeral_1h_input_tokens": 1000,
+                    },
+                    "output_tokens": 25,
+                    "service_tier": "standard",
+                },
+            },
+            Usage(
+                input_tokens=1510, output_tokens=25, cache_write_tokens=1500,
+                cache_write_5m_tokens=500, cache_write_1h_tokens=1000,
+            ),
+            "claude-opus-4-7",
+        ),
+        (
+            "openai",
+            "chat.completions",
+            {
+                "model": "gpt-5.6-luna",
+                "usage": {
+                    "prompt_tokens": 2000,
+                    "completion_tokens": 10,
+                    "prompt_tokens_details": {"cached_tokens": 500, "cache_write_tokens": 1200},
+                },
+            },
+            Usage(input_tokens=2000, output_tokens=10, cached_input_tokens=500,
+                  cache_write_tokens=1200),
+            "gpt-5.6-luna",
+        ),
+        (
+            "openai",
+            "responses",
+            {
+                "model": "gpt-5.6-luna",
+                "usage": {
+                    "input_tokens": 2000,
+                    "output_tokens": 10,
+                    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 1900},
+                },
+            },
+            Usage(input_tokens=2000, output_tokens=10, cache_write_tokens=1900),
+            "gpt-5.6-luna",
+        ),
+        (
+            "anthropic",
+            "messages",
+            {
                 "model": "c",
                 "usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": None},
             },
@@ -619,6 +671,10 @@ ANTHROPIC_STREAM = b"".join(
                         "input_tokens": 12,
                         "cache_creation_input_tokens": 100,
                         "cache_read_input_tokens": 0,
+                        "cache_creation": {
+                            "ephemeral_5m_input_tokens": 40,
+                            "ephemeral_1h_input_tokens": 60,
+                        },
                         "output_tokens": 1,
                     },
                 },
@@ -731,7 +787,8 @@ STREAM_CASES = {
         False,
         ANTHROPIC_STREAM,
         ANTHROPIC_STREAM,
-        Usage(input_tokens=132, output_tokens=15, cached_input_tokens=20, cache_write_tokens=100),
+        Usage(input_tokens=132, output_tokens=15, cached_input_tokens=20, cache_write_tokens=100,
+              cache_write_5m_tokens=40, cache_write_1h_tokens=60),
         "claude-sonnet-4-5",
     ),
     "gemini-sse": (
@@ -788,7 +845,8 @@ def test_events_are_forwarded_as_soon_as_they_are_complete():
     first_event = ANTHROPIC_STREAM.split(b"\n\n", 1)[0] + b"\n\n"
     assert parser.feed(first_event[:-1]) == b""
     assert parser.feed(b"\n") == first_event
-    assert parser.usage == Usage(input_tokens=112, output_tokens=1, cache_write_tokens=100)
+    assert parser.usage == Usage(input_tokens=112, output_tokens=1, cache_write_tokens=100,
+                                 cache_write_5m_tokens=40, cache_write_1h_tokens=60)
 
 
 def test_stream_without_final_blank_line_is_flushed_by_finish():

@@ -70,6 +70,19 @@ def test_usage_parts_cannot_exceed_totals() -> None:
         Usage(input_tokens=10, cached_input_tokens=8, cache_write_tokens=3)
     with pytest.raises(ValidationError, match="reasoning_tokens must not exceed"):
         Usage(output_tokens=1, reasoning_tokens=2)
+    with pytest.raises(ValidationError, match="must not exceed cache_write_tokens"):
+        Usage(input_tokens=10, cache_write_tokens=5, cache_write_5m_tokens=3,
+              cache_write_1h_tokens=3)
+
+
+def test_a_record_from_before_the_cache_lifetime_split_stays_valid_and_unsplit() -> None:
+    usage = {"input_tokens": 100, "cache_write_tokens": 40, "output_tokens": 5}
+    event = RequestEvent.model_validate(minimal(usage=usage))
+    assert (event.usage.cache_write_5m_tokens, event.usage.cache_write_1h_tokens) == (0, 0)
+    split = RequestEvent.model_validate(
+        minimal(usage={**usage, "cache_write_5m_tokens": 10, "cache_write_1h_tokens": 30})
+    )
+    assert split.usage.cache_write_1h_tokens == 30
 
 
 def test_unknown_fields_and_schema_versions_are_refused() -> None:

@@ -1,8 +1,10 @@
 """Anthropic: the Messages API, streaming included.
 
 Anthropic reports uncached input, cache reads and cache writes as three separate counts; `Usage`
-wants them summed into `input_tokens`. In a stream, `message_start` carries the input counts and
-`message_delta` the final output count (and, on newer API versions, refreshed input counts).
+wants them summed into `input_tokens`. Cache writes are split by lifetime in the `cache_creation`
+object (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`), billed at 1.25x and 2x input.
+In a stream, `message_start` carries the input counts and `message_delta` the final output count
+(and, on newer API versions, refreshed input counts).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ _COUNT_FIELDS = (
     "input_tokens",
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
+    "cache_creation",
     "output_tokens",
 )
 
@@ -52,11 +55,15 @@ def messages_usage(usage: Mapping[str, Any]) -> Usage:
     uncached = as_count(usage.get("input_tokens"))
     cache_read = as_count(usage.get("cache_read_input_tokens"))
     cache_write = as_count(usage.get("cache_creation_input_tokens"))
+    by_lifetime = usage.get("cache_creation")
+    by_lifetime = by_lifetime if isinstance(by_lifetime, Mapping) else {}
     return make_usage(
         input_tokens=uncached + cache_read + cache_write,
         output_tokens=as_count(usage.get("output_tokens")),
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_5m_tokens=as_count(by_lifetime.get("ephemeral_5m_input_tokens")),
+        cache_write_1h_tokens=as_count(by_lifetime.get("ephemeral_1h_input_tokens")),
     )
 
 

@@ -158,16 +158,21 @@ def make_usage(
     cached_input_tokens: int = 0,
     cache_write_tokens: int = 0,
     reasoning_tokens: int = 0,
+    cache_write_5m_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
 ) -> Usage:
     """Build a `Usage`, clamping parts into totals so odd provider numbers never raise."""
     cached = min(cached_input_tokens, input_tokens)
     cache_write = min(cache_write_tokens, input_tokens - cached)
+    write_1h = min(cache_write_1h_tokens, cache_write)
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_input_tokens=cached,
         cache_write_tokens=cache_write,
         reasoning_tokens=min(reasoning_tokens, output_tokens),
+        cache_write_5m_tokens=min(cache_write_5m_tokens, cache_write - write_1h),
+        cache_write_1h_tokens=write_1h,
     )
 
 

@@ -1,7 +1,7 @@
 """OpenAI: chat completions, responses and embeddings, streaming included.
 
 Usage comes from `usage` (chat: prompt/completion tokens; responses: input/output tokens), whose
-cached and reasoning details are already parts of the totals, as `Usage` wants them.
+cached, cache-write and reasoning details are already parts of the totals, as `Usage` wants them.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def chat_usage(usage: Mapping[str, Any]) -> Usage:
         input_tokens=as_count(usage.get("prompt_tokens")),
         output_tokens=as_count(usage.get("completion_tokens")),
         cached_input_tokens=as_count(_details(usage, "prompt_tokens_details").get("cached_tokens")),
+        cache_write_tokens=as_count(
+            _details(usage, "prompt_tokens_details").get("cache_write_tokens")
+        ),
         reasoning_tokens=as_count(
             _details(usage, "completion_tokens_details").get("reasoning_tokens")
         ),
@@ -66,6 +69,9 @@ def responses_usage(usage: Mapping[str, Any]) -> Usage:
         input_tokens=as_count(usage.get("input_tokens")),
         output_tokens=as_count(usage.get("output_tokens")),
         cached_input_tokens=as_count(_details(usage, "input_tokens_details").get("cached_tokens")),
+        cache_write_tokens=as_count(
+            _details(usage, "input_tokens_details").get("cache_write_tokens")
+        ),
         reasoning_tokens=as_count(_details(usage, "output_tokens_details").get("reasoning_tokens")),
     )
 
