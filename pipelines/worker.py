@@ -27,8 +27,8 @@ from pipelines.detect.agents import (
     KeyAnalyzer,
 )
 from pipelines.detect.timers import KeyHygieneCheck
-from pipelines.ingest import offsets
-from pipelines.ingest.agents import IngestProcessor, register_ingest
+from pipelines.ingest import batches, offsets
+from pipelines.ingest.agents import BATCH_DEAD_LETTER_COLUMNS, IngestProcessor, register_ingest
 from pipelines.registry import RegistryView
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import declare_tables
@@ -44,6 +44,7 @@ class Pipeline:
     topics: PipelineTopics
     ingest: IngestProcessor
     analytics: AnalyticsStep
+    undecodable: batches.UndecodableBatches
 
 
 def build_pipeline(
@@ -65,7 +66,13 @@ def build_pipeline(
         request_sink=ClickHouseSink(client, "request_events", REQUEST_COLUMNS),
         dead_letter_sink=ClickHouseSink(client, "request_dead_letters", DEAD_LETTER_COLUMNS),
         publish_dead_letter=publish_dead_letter,
+        batch_dead_letter_sink=ClickHouseSink(client, "request_dead_letters",
+                                              BATCH_DEAD_LETTER_COLUMNS),
     )
+    # Every aiokafka consumer of this process (faust's, the gap reader's, the followers')
+    # steps over a batch it cannot decode instead of dying on it; the agent dead-letters it.
+    undecodable = batches.UndecodableBatches()
+    batches.install(undecodable)
     analytics = add_analytics(app, topics, settings, processor, client)
     async def committed(tps: set[Any]) -> Mapping[Any, int | None]:
         return await offsets.group_committed(settings, app.conf.id, tps)
@@ -73,8 +80,10 @@ def build_pipeline(
     register_ingest(
         app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds,
         committed, offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
+        undecodable,
     )
-    return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics)
+    return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics,
+                    undecodable=undecodable)
 
 
 def add_analytics(

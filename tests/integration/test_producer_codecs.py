@@ -39,7 +39,7 @@ async def test_a_librdkafka_producer_s_events_are_stored_exactly_with_every_code
     for codec, events in sent.items():
         acknowledged = await asyncio.to_thread(
             librdkafka_publish, kafka_broker.bootstrap, topics.REQUESTS, as_records(events), codec)
-        assert acknowledged == PER_CODEC
+        assert len(acknowledged) == PER_CODEC
 
     everything = [key.wrapped_key_id for codec in CODECS for key in keys_for(codec, suffix)]
 

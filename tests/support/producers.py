@@ -4,6 +4,7 @@ non-Java gateways), with any compression codec, for tests of what the pipeline a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
@@ -15,25 +16,26 @@ CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 def librdkafka_publish(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], codec: str,
     *, linger_ms: int = 50,
-) -> int:
+) -> list[tuple[int, int]]:
     """Publish (key, value) records with `compression.type=codec`, idempotent, and wait for every
-    acknowledgement; returns how many the broker acknowledged (raises on the first failure).
+    acknowledgement; returns the (partition, offset) of each (raises on the first failure).
 
-    A linger of 50 ms puts many records in one compressed batch, as a busy gateway would."""
+    A linger of 50 ms puts many records in one compressed batch, as a busy gateway would;
+    murmur2 is the partitioner of the Java client and aiokafka (docs/producing-events.md)."""
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "compression.type": codec,
         "enable.idempotence": True,
+        "partitioner": "murmur2_random",
         "linger.ms": linger_ms,
         "batch.num.messages": 1000,
     })
-    acknowledged = 0
+    acknowledged: list[tuple[int, int]] = []
     errors: list[str] = []
 
-    def delivered(error: object, _message: object) -> None:
-        nonlocal acknowledged
+    def delivered(error: object, message: Any) -> None:
         if error is None:
-            acknowledged += 1
+            acknowledged.append((message.partition(), message.offset()))
         else:
             errors.append(str(error))
 
