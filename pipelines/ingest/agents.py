@@ -186,11 +186,12 @@ def register_ingest(
     app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
+    ledger: OffsetLedger | None = None,
 ) -> faust.types.AgentT:
     """Attach the ingest agent to `app`. Batches the fetchers could not decode (reported to
     `undecodable`) are dead-lettered before the ledger moves past them, by the agent or a timer."""
 
-    ledger = OffsetLedger(topics.requests.get_topic_name())
+    ledger = ledger or OffsetLedger(topics.requests.get_topic_name())
     batch_lock = asyncio.Lock()  # one batch, gap or settlement at a time
 
     async def settle_undecodable() -> None:

@@ -73,3 +73,9 @@ async def test_an_undecodable_batch_is_dead_lettered_as_a_range_and_the_stream_g
     assert all("lz4" in detail for _, _, _, detail in ranges)
     assert worker.process is not None and worker.process.poll() is None  # still running
     assert "UNDECODABLE RECORD BATCH" in worker.log_path.read_text(errors="replace")
+    status, metrics = worker.probe("/metrics")
+    assert status == 200
+    counted = next(float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith("keywarden_pipeline_undecodable_batches_total "))
+    assert counted >= len(ranges)  # other tests' compressed batches on the topic count too
+    assert worker.probe("/healthz")[0] == 200  # stepped over, alive and consuming
