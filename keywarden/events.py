@@ -21,6 +21,7 @@ class Verdict:
     where: str  # "record 3" or "line 7"
     problems: list[str]
     event_id: str = ""
+    warnings: tuple[str, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -59,7 +60,11 @@ def judge(where: str, raw: bytes) -> Verdict:
     except DeadLetter as letter:
         problems = [f"{letter.reason}: {part}" for part in letter.detail.split("; ")]
         return Verdict(where, problems)
-    return Verdict(where, [], str(event.event_id))
+    warnings = ()
+    if b'"event_id"' not in raw:
+        warnings = ("no event_id: the pipeline makes one up each time it reads the record, so a "
+                    "redelivered copy counts twice; set a UUIDv7 once per request",)
+    return Verdict(where, [], str(event.event_id), warnings)
 
 
 def validate(text: str) -> list[Verdict]:
@@ -79,6 +84,8 @@ def _validate(args: argparse.Namespace) -> int:
     for verdict in verdicts:
         if verdict.valid:
             print(f"{verdict.where}: valid llm.request.v1 (event_id {verdict.event_id})")
+            for warning in verdict.warnings:
+                print(f"  ! {warning}")
         else:
             print(f"{verdict.where}: INVALID, the pipeline would dead-letter it:")
             for problem in verdict.problems:

@@ -56,3 +56,11 @@ def test_json_lines_are_judged_line_by_line(monkeypatch, capsys, tmp_path) -> No
     assert "line 2: INVALID" in out and "not_json" in out
     assert "line 3: INVALID" in out and "unknown_schema" in out
     assert "1 valid, 2 invalid" in out
+
+
+def test_a_record_without_event_id_is_valid_but_warned_about(monkeypatch, capsys) -> None:
+    record = good_record()
+    del record["event_id"]
+    code, out = run(monkeypatch, capsys, json.dumps(record))
+    assert code == 0
+    assert "no event_id" in out and "counts twice" in out
