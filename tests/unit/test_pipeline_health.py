@@ -29,3 +29,4 @@ async def test_an_unstarted_worker_is_alive_but_not_ready() -> None:
     health = WorkerHealth(app=idle_app(), lag=dict, progress=lambda: 0, stall_seconds=60)
     report = health.check()
     assert report.live and not report.ready and not report.fatal
+
