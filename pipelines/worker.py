@@ -235,6 +235,8 @@ class PipelineWorker(faust.Worker):
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            if self._signal_stop_time or self.should_stop:
+                return  # stopping anyway: services going down are not a death
             report = self.health.check()
             if report.fatal:
                 log.critical("the worker stopped consuming (%s); stopping it so that its "
