@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -199,9 +200,11 @@ class KeywardenCallback(CustomLogger):
         self.topic = env.get("KEYWARDEN_LITELLM_TOPIC", "llm.requests.v1")
         self.gateway_id = env.get("KEYWARDEN_LITELLM_GATEWAY_ID") or socket.gethostname()
         self.compression = env.get("KEYWARDEN_LITELLM_COMPRESSION") or None
-        self.security = {
+        self.security: dict[str, Any] = {
             "security_protocol": env.get("KEYWARDEN_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
         }
+        if self.security["security_protocol"] in ("SSL", "SASL_SSL"):
+            self.security["ssl_context"] = ssl.create_default_context()  # the system's CAs
         if env.get("KEYWARDEN_KAFKA_SASL_MECHANISM"):
             self.security |= {
                 "sasl_mechanism": env["KEYWARDEN_KAFKA_SASL_MECHANISM"],
