@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from faust.exceptions import ConsumerNotStarted
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class WorkerHealth:
 def _consumer_assigned(app: Any) -> bool:
     try:
         app.consumer.assignment()
-    except Exception:  # faust raises ConsumerNotStarted before its consumer thread runs
+    except ConsumerNotStarted:  # before faust's consumer thread runs
         return False
     return True
 

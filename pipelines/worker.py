@@ -237,7 +237,11 @@ class PipelineWorker(faust.Worker):
             await asyncio.sleep(1.0)
             if self._signal_stop_time or self.should_stop:
                 return  # stopping anyway: services going down are not a death
-            report = self.health.check()
+            try:
+                report = self.health.check()
+            except Exception:  # a bug in judging must not end the judging: say it, go on
+                log.exception("the worker's health check failed")
+                continue
             if report.fatal:
                 log.critical("the worker stopped consuming (%s); stopping it so that its "
                              "supervisor starts a new one", "; ".join(report.problems))
