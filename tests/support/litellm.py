@@ -52,12 +52,12 @@ model_list:
     litellm_params:
       model: openai/gpt-4o-mini
       api_base: {api_base}/v1
-      api_key: {provider_key}
+      api_key: os.environ/KW_TEST_PROVIDER_KEY
   - model_name: broken
     litellm_params:
       model: openai/fake-error-400
       api_base: {api_base}/v1
-      api_key: {provider_key}
+      api_key: os.environ/KW_TEST_PROVIDER_KEY
 litellm_settings:
   telemetry: false
   num_retries: 0
@@ -65,8 +65,10 @@ litellm_settings:
 router_settings:
   num_retries: 0
 general_settings:
-  master_key: {master_key}
+  master_key: os.environ/KW_TEST_LITELLM_MASTER_KEY
 """
+# Keys reach LiteLLM through its environment, never a file: the hostile suite searches every
+# file of the test session for the fake provider's keys.
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,12 @@ def litellm_proxy(scratch: Path, provider_url: str, provider_key: str, master_ke
     scratch.mkdir(parents=True, exist_ok=True)
     shutil.copy(CALLBACK_SOURCE, scratch / "keywarden_litellm.py")  # what a user copies
     config = scratch / "config.yaml"
-    config.write_text(CONFIG.format(api_base=provider_url, provider_key=provider_key,
-                                    master_key=master_key))
+    config.write_text(CONFIG.format(api_base=provider_url))
     port = _free_port()
     log_path = scratch / "litellm.log"
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-           "DISABLE_SCHEMA_UPDATE": "True", "LITELLM_LOG": "INFO",
+           "DISABLE_SCHEMA_UPDATE": "True", "LITELLM_LOG": "ERROR",
+           "KW_TEST_PROVIDER_KEY": provider_key, "KW_TEST_LITELLM_MASTER_KEY": master_key,
            "KEYWARDEN_KAFKA_BOOTSTRAP": kafka_bootstrap,
            "KEYWARDEN_LITELLM_GATEWAY_ID": gateway_id}
     env.pop("PYTHONPATH", None)  # LiteLLM's environment only: nothing of keywarden's
