@@ -149,6 +149,23 @@ class Settings(BaseSettings):
         default=60.0, ge=6, description="broker waits this long before reassigning a silent worker"
     )
 
+    # Health of a worker (pipelines/health.py): /healthz, /readyz and /metrics over HTTP.
+    pipeline_health_host: str = Field(
+        default="127.0.0.1", description="interface of the worker's health endpoints"
+    )
+    pipeline_health_port: int = Field(
+        default=18095, ge=0, lt=65536,
+        description="port of the worker's /healthz, /readyz, /metrics (0: no health endpoints)",
+    )
+    pipeline_stall_seconds: float = Field(
+        default=300.0, gt=0,
+        description="liveness fails when the worker is behind and stores nothing for this long",
+    )
+    pipeline_shutdown_timeout_seconds: float = Field(
+        default=45.0, gt=0,
+        description="after SIGTERM the worker exits within this long, even if Kafka is unreachable",
+    )
+
     # --- notifier (services/notifier) ---------------------------------------------------
     # Delivery mode follows what is configured: a bot token -> chat.postMessage, else a webhook
     # URL -> incoming webhooks, else alerts are printed to the console. Both are secrets.
