@@ -2,6 +2,10 @@
 this gateway has served since that record's `as_of`, plus the worst-case cost of requests in
 flight. A request reserves its worst case before forwarding and settles to its real cost after.
 
+Replicas that do not see each other's requests (the workers of `gateway serve --workers N`) split
+what a key has left after its last spend record: each holds 1/`gateway_budget_shares` of it, so
+that together they never pass a cap; a new spend record hands out the remainder again.
+
 Stale spend data (documented in settings): for a key with a budget, the data is stale when a
 request this gateway served for it is older than `gateway_spend_stale_after_s` and still not
 covered by a spend record, or when `usage.spend.v1` has not been readable for that long.
@@ -97,6 +101,8 @@ class Spend:
     today_usd: Decimal
     month_usd: Decimal
     stale: bool
+    recorded_today_usd: Decimal = ZERO  # the parts from the last spend record alone
+    recorded_month_usd: Decimal = ZERO
 
 
 class BudgetLedger:
@@ -109,6 +115,7 @@ class BudgetLedger:
         self._stale_after = settings.gateway_spend_stale_after_s
         self._fail_closed = settings.gateway_spend_stale_mode == "closed"
         self._default_output = settings.gateway_default_max_output_tokens
+        self._shares = settings.gateway_budget_shares
         self._spend_feed_ok = spend_feed_ok
         self._started = time.monotonic()
         self.records: dict[str, SpendEvent] = {}
@@ -136,6 +143,7 @@ class BudgetLedger:
         record = self.records.get(key_id)
         spent_today = record.spend_today_usd if record and record.day == today else ZERO
         spent_month = record.spend_month_usd if record and record.month == month else ZERO
+        recorded_today, recorded_month = spent_today, spent_month
         served = self._served.get(key_id, [])
         while served and served[0][0].strftime("%Y-%m") < month:
             served.pop(0)  # last month's requests no longer count
@@ -144,7 +152,13 @@ class BudgetLedger:
             if occurred_at.date() == today:
                 spent_today += cost
         in_flight = self._reserved.get(key_id, ZERO)
-        return Spend(spent_today + in_flight, spent_month + in_flight, self._is_stale(served, now))
+        return Spend(
+            spent_today + in_flight,
+            spent_month + in_flight,
+            self._is_stale(served, now),
+            recorded_today,
+            recorded_month,
+        )
 
     def _is_stale(self, served: list[tuple[datetime, Decimal]], now: datetime) -> bool:
         feed_ok = self._spend_feed_ok() or self._started
@@ -176,12 +190,19 @@ class BudgetLedger:
                 "later"
             )
         caps = (
-            ("daily", policy.daily_budget_usd, spend.today_usd, next_midnight(now)),
-            ("monthly", policy.monthly_budget_usd, spend.month_usd, next_month(now)),
+            ("daily", policy.daily_budget_usd, spend.today_usd, spend.recorded_today_usd,
+             next_midnight(now)),
+            ("monthly", policy.monthly_budget_usd, spend.month_usd, spend.recorded_month_usd,
+             next_month(now)),
         )
-        for period, cap, spent, resets_at in caps:
-            if cap is not None and spent + amount > cap:
+        shares = self._shares
+        for period, cap, spent, recorded, resets_at in caps:
+            # This replica's own part (served since the record, in flight, this request) must
+            # fit in its share of what the record leaves; with one share, spent + amount <= cap.
+            if cap is not None and recorded + (spent - recorded + amount) * shares > cap:
                 reached = "reached" if spent >= cap else "would be exceeded by this request"
+                if shares > 1 and spent < cap:
+                    reached += f" (this gateway process holds 1/{shares} of what is left)"
                 raise BudgetExceeded(
                     f"{period} budget cap of ${cap} USD for key {key.key_id} {reached} "
                     f"(spent ${spent.quantize(Decimal('0.000001'))}, this request may cost up to "
