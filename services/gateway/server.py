@@ -17,12 +17,18 @@ class GatewayServer(AsgiServer):
     name = "gateway"
 
     def __init__(
-        self, settings: Settings, gateway: Gateway | None = None, *, handle_signals: bool = False
+        self,
+        settings: Settings,
+        gateway: Gateway | None = None,
+        *,
+        handle_signals: bool = False,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(
             settings.gateway_host,
             settings.gateway_port,
             handle_signals=handle_signals,
+            reuse_port=reuse_port,
             timeout_keep_alive=30,
         )
         self.settings = settings
