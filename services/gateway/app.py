@@ -70,7 +70,9 @@ class GatewayApp:
             ready = gateway.ready
             body = {
                 "ready": ready,
+                "gateway_id": gateway.gateway_id,
                 "registry_events": gateway.registry.events_applied,
+                "spend_loaded": gateway.spend_follower.ready.is_set(),
                 "spool_backlog": gateway.spool.backlog,
             }
             await send_json(send, 200 if ready else 503, body)
