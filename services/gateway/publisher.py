@@ -225,7 +225,10 @@ class EventPublisher:
             request_timeout_ms=int(self._timeout * 1000),
             retry_backoff_ms=100,
             max_batch_size=1024 * 1024,
-            linger_ms=2,
+            # Each produce request is a socket write and a broker round trip on this loop's CPU:
+            # waiting 20 ms to gather events costs no client anything (publishing is off the
+            # request path) and cuts those writes several-fold at a few hundred requests/s.
+            linger_ms=20,
         )
         try:
             if not self._topic_ready:
