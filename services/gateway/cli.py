@@ -576,7 +576,9 @@ async def _gateway_serve(args: argparse.Namespace, settings: Settings) -> int:
     }
     if overrides:
         settings = settings.model_copy(update=overrides)
-    server = GatewayServer(settings, handle_signals=True, reuse_port=args.reuse_port)
+    server = GatewayServer(
+        settings, handle_signals=True, reuse_port=args.reuse_port, freeze_heap=True
+    )
     await server.serve_forever()
     return 0
 
