@@ -376,7 +376,10 @@ def spawn_gateway(env: dict[str, str], log_dir: Path, name: str = "gateway",
     port = free_port()
     argv = [sys.executable, "-m", "keywarden.cli", "gateway", "serve", "--host", LOOPBACK,
             "--port", str(port)] + (["--workers", str(workers)] if workers > 1 else [])
-    child = spawn(name, argv, log_dir, env)
+    # KW_BENCH_GATEWAY_SOURCE: run the gateway of another source tree (an export of an earlier
+    # commit) with this tree's benchmark, for before/after figures in one harness.
+    source = os.environ.get("KW_BENCH_GATEWAY_SOURCE")
+    child = spawn(name, argv, log_dir, env, cwd=Path(source) if source else PROJECT_ROOT)
     base_url = f"http://{LOOPBACK}:{port}"
     try:
         wait_http(base_url + "/readyz", 60, child.process)
