@@ -15,40 +15,22 @@ from typing import Any
 import orjson
 
 from schemas.events.keys import WrappedKeyRecord
-from schemas.events.request import REQUEST_SCHEMA, RequestEvent, Usage
+from schemas.events.request import REQUEST_SCHEMA, KeyTags, RequestEvent, Usage
 
 UNAUTHENTICATED = "unauthenticated"  # wrapped_key_id of events whose key could not be read
 _MAX_MODEL = 256
 _MAX_ID = 128
-_EMPTY_TAGS: dict[str, Any] = {
-    "team": "",
-    "service": "",
-    "environment": "",
-    "cost_center": "",
-    "extra": {},
-}
+_EMPTY_TAGS: dict[str, Any] = KeyTags().model_dump()
 _OPTIONS = orjson.OPT_UTC_Z
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-    }
+def _usage(usage: Usage) -> dict[str, Any]:
+    # Every field of the model, in its order: a field added to `Usage` is carried at once.
+    return dict(usage.__dict__)
 
 
 def _tags(key: WrappedKeyRecord) -> dict[str, Any]:
-    tags = key.tags
-    return {
-        "team": tags.team,
-        "service": tags.service,
-        "environment": tags.environment,
-        "cost_center": tags.cost_center,
-        "extra": tags.extra,
-    }
+    return dict(key.tags.__dict__)
 
 
 def _fits(value: str | None, limit: int) -> bool:
