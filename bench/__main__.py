@@ -84,7 +84,7 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:
             rate = run["rate_rps"]
             case = f"{kind}, {'sequential' if rate == 'seq' else f'{rate} rps'}"
             direct = run["targets"]["direct"]["latency_ms"]
-            for target in ("keywarden", "litellm"):
+            for target in ("floor", "keywarden", "litellm"):
                 if target not in run["targets"]:
                     continue
                 measured = run["targets"][target]
@@ -95,7 +95,10 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:
                              f"direct p50/p95/p99 {_ms(direct['p50'])}/{_ms(direct['p95'])}/"
                              f"{_ms(direct['p99'])}",
                              f"{measured['achieved_rps']} rps ok" + (f", {errors} errors"
-                                                                     if errors else "")])
+                                                                     if errors else "")
+                             + (f"; over floor p50/p99 {over['p50']:+.2f}/{over['p99']:+.2f}"
+                                if target == "keywarden"
+                                and (over := run.get("keywarden_over_floor_ms")) else "")])
         if not result["litellm"]["available"]:
             rows.append(["added latency: litellm", "-", "not measured", "-",
                          result["litellm"]["note"][:120]])

@@ -298,6 +298,12 @@ class Settings(BaseSettings):
     gateway_spend_stale_mode: Literal["open", "closed"] = Field(
         default="open", description="stale spend data: open (serve) or closed (503)"
     )
+    # `gateway serve --workers N` sets this to N for each worker: N replicas that do not see each
+    # other's requests each hold 1/N of what a key has left after its last spend record, so that
+    # together they never reserve past the cap.
+    gateway_budget_shares: int = Field(
+        default=1, gt=0, description="replicas splitting each key's remaining budget (1/N each)"
+    )
     gateway_default_max_output_tokens: int = Field(
         default=16384, gt=0, description="output limit assumed for reservations when none is asked"
     )
