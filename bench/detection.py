@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = replace(DetectConfig(), baseline_mode=args.baseline)
     if args.baseline == "flat":  # today's rule with its historical floors
-        config = replace(config, min_requests_hour=50)
+        config = replace(config, min_requests_hour=50, min_history_days=3)
     result = run(args.quick, seeds=args.seeds, keys=args.keys, days=args.days, only=args.only,
                  config=config)
     _print(result)

@@ -120,7 +120,8 @@ class Settings(BaseSettings):
         default=6 * 3600.0, ge=0, description="quiet time after an hour-grain spike resolves"
     )
     analytics_spike_min_history_days: int = Field(
-        default=3, ge=1, le=7, description="days of history a key needs before spikes are judged"
+        default=7, ge=1, le=7,
+        description="days of history a key needs before spikes are judged (its ramp-up week)"
     )
     analytics_budget_thresholds: str = Field(
         default="50,80,100", description="percent, comma-separated"

@@ -72,7 +72,7 @@ class DetectConfig:
     min_requests_hour: int = 10
     min_requests_day: int = 500
     cooldown: timedelta = timedelta(hours=6)
-    min_history_days: int = 3
+    min_history_days: int = 7
     budget_thresholds: tuple[int, ...] = (50, 80, 100)
     first_use_grace: timedelta = timedelta(hours=1)
     baseline_mode: str = "seasonal"

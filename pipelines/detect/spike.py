@@ -9,9 +9,9 @@ weekend, UTC) once `min_history_days` weekdays, or one weekend, exist in the loo
 last 7 days whatever their kind (a daily batch job is then known after 4 runs of 7). A day counts
 as history only if the key had been seen by the end of that day's first hour. The centre is the
 median of those windows, so one past surge does not raise it; while the key has less than 14
-days of history it is the second-highest of them (the highest, with fewer than 4), so a ramp-up
-is not a spike. Tokens and cost centres are that request count times the history's pooled figure
-per request.
+days of history it is the highest of them, so a ramp-up is not a spike (and with the default
+`min_history_days` of 7, a key's first week raises no spike alert at all). Tokens and cost
+centres are that request count times the history's pooled figure per request.
 
 A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
 (scaled to the window's length), and its request count is significant against the history
@@ -157,8 +157,8 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
         return HistoryPlan(tuple(recent), ANY_DAY, MEAN)
     history = [today - timedelta(days=back) for back in range(1, lookback_days + 1)]
     history = [day for day in history if counts_as_history(first_seen, day)]
-    # the first two weeks: the second-highest window, so that a ramp-up is not a spike
-    centre = UPPER if len(history) < YOUNG_DAYS else MEDIAN
+    # the first two weeks: the highest window, so that a ramp-up is not a spike
+    centre = HIGHEST if len(history) < YOUNG_DAYS else MEDIAN
     kind = day_kind(today)
     same = [day for day in history if day_kind(day) == kind]
     enough = min(min_history_days, SAME_KIND_DAYS) if kind == WEEKEND else min_history_days

@@ -96,7 +96,7 @@ def test_a_night_surge_alerts_within_its_first_hour_and_weekday_peaks_do_not() -
 
 
 def test_flat_mode_keeps_the_old_rule_that_pages_every_weekday_morning() -> None:
-    config = replace(DetectConfig(), baseline_mode="flat", min_requests_hour=50)
+    config = replace(DetectConfig(), baseline_mode="flat", min_requests_hour=50, min_history_days=3)
     spikes = opened(run(events(office(1500), 10), config))
     mornings = {a.detected_at.date() for a in spikes if a.details["grain"] == "hour"}
     assert len(mornings) >= 4  # the daily rhythm itself is the "spike"

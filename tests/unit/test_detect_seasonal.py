@@ -64,7 +64,7 @@ def test_a_key_without_a_weekly_rhythm_is_compared_with_every_day() -> None:
 
 def test_a_young_key_is_compared_with_its_upper_days_and_needs_three() -> None:
     plan = history_plan(MONDAY, MONDAY - timedelta(days=4), mode=SEASONAL, min_history_days=3)
-    assert plan is not None and plan.centre == UPPER and len(plan.days) == 4
+    assert plan is not None and plan.centre == HIGHEST and len(plan.days) == 4
     assert robust_centre([Volume(n) for n in (10, 20, 30)], UPPER).requests == 30
     assert robust_centre([Volume(n) for n in (10, 20, 30, 40)], UPPER).requests == 30
     assert history_plan(MONDAY, MONDAY - timedelta(days=2), mode=SEASONAL,
