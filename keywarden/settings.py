@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         description="spike when volume reaches this multiple of the baseline",
     )
     analytics_spike_significance: float = Field(
-        default=0.0001, gt=0, lt=0.5,
+        default=0.00001, gt=0, lt=0.5,
         description="seasonal: the surge must be this unlikely under Poisson noise (p-value)",
     )
     analytics_spike_windows_minutes: str = Field(

@@ -76,7 +76,7 @@ class DetectConfig:
     budget_thresholds: tuple[int, ...] = (50, 80, 100)
     first_use_grace: timedelta = timedelta(hours=1)
     baseline_mode: str = "seasonal"
-    significance: float = 0.0001
+    significance: float = 0.00001
     windows_minutes: tuple[int, ...] = (15, 60, 180)
     lookback_days: int = 28
 
