@@ -162,7 +162,9 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
     kind = day_kind(today)
     same = [day for day in history if day_kind(day) == kind]
     enough = min(min_history_days, SAME_KIND_DAYS) if kind == WEEKEND else min_history_days
-    rhythm = day_requests is None or weekly_rhythm({day: day_requests(day) for day in history})
+    # judged on days no late event can change any more (yesterday can, in today's first hour)
+    settled = [day for day in history if day <= today - timedelta(days=2)]
+    rhythm = day_requests is None or weekly_rhythm({day: day_requests(day) for day in settled})
     if rhythm and len(same) >= enough:
         return HistoryPlan(tuple(same[:HISTORY_WINDOWS]), kind, centre)
     return HistoryPlan(tuple(recent), ANY_DAY, centre)
