@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipelines.alerts import build
 from pipelines.detect.budget import day_period
 from pipelines.detect.spike import (
     FLAT,
     HistoryPlan,
+    SpikeFinding,
     Thresholds,
     WindowBaseline,
     baseline_from_days,
@@ -68,16 +69,16 @@ class _Watch:
     floors: list[int]
     observed: list[Volume]
     limits: dict[int, Thresholds]
-    bounds: list[tuple[int, Decimal, Decimal]]  # below all of these a window cannot trigger
+    bounds: list[tuple[Decimal, Decimal, Decimal]]  # below all of these it cannot trigger
 
     def add(self, at: datetime, volume: Volume) -> None:
         for index, base in enumerate(self.bases):
             if base.start <= at < base.end:
                 self.observed[index] = self.observed[index] + volume
 
-    def bound(self, base: WindowBaseline) -> tuple[int, Decimal, Decimal]:
+    def bound(self, base: WindowBaseline) -> tuple[Decimal, Decimal, Decimal]:
         centre = base.centre
-        return (self.factor * centre.requests, self.factor * centre.tokens,  # type: ignore[return-value]
+        return (self.factor * centre.requests, self.factor * centre.tokens,
                 self.factor * centre.cost_usd)
 
     def _may_trigger(self, index: int) -> bool:
@@ -88,9 +89,9 @@ class _Watch:
         return (observed.requests >= requests or observed.tokens >= tokens
                 or observed.cost_usd >= cost)
 
-    def finding(self) -> Any:
+    def finding(self) -> SpikeFinding | None:
         """The strongest triggered window's finding, or None."""
-        best = None
+        best: tuple[tuple[bool, Decimal], SpikeFinding] | None = None
         for index, base in enumerate(self.bases):
             if not self._may_trigger(index):
                 continue
@@ -164,6 +165,7 @@ class SpikeWatch:
                 last_resolved_at=datetime.fromisoformat(resolved) if resolved else None,
                 cooldown=self.config.cooldown)
             if action == "open":
+                assert finding is not None
                 self._open(key, record, grain, grain_point, finding, at, out)
 
     def _day_point(self, point: datetime) -> datetime:
@@ -264,7 +266,7 @@ class SpikeWatch:
         return watch
 
     # -- opening an alert ----------------------------------------------------------------
-    def _open(self, key: str, record: KeyRecord, grain: str, point: datetime, finding: Any,
+    def _open(self, key: str, record: KeyRecord, grain: str, point: datetime, finding: SpikeFinding,
               at: datetime, out: BatchOutput) -> None:
         config = self.config
         today = day_of(point)
@@ -286,6 +288,7 @@ class SpikeWatch:
         out.alerts.append(alert)
         record.open_alerts[f"spike:{grain}"] = build.facts_of(alert)
         base = finding.compared
+        assert base is not None
         version = now_version()
         out.anomalies.extend(
             (alert.alert_id, at, key, scope, "spike", grain, period, figure.metric,
