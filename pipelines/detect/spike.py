@@ -5,7 +5,7 @@ the finding. `pipelines/detect/spike_watch.py` applies them in event time.
 Seasonal mode (the default). A window of today (the trailing 15 minutes, hour or 3 hours, and the
 day so far) is compared with the same clock-time window on past days: for a key whose weekends
 differ from its weekdays (by 30% or more in volume), the last 7 days of the same kind (weekday or
-weekend, UTC) once `min_history_days` weekdays, or one weekend, exist in the lookback; else the
+weekend, UTC) once 3 weekdays, or one weekend, exist in the lookback; else the
 last 7 days whatever their kind (a daily batch job is then known after 4 runs of 7). A day counts
 as history only if the key had been seen by the end of that day's first hour. The centre is the
 median of those windows, so one past surge does not raise it; while the key has less than 14
@@ -43,7 +43,8 @@ WEEKDAY, WEEKEND, ANY_DAY = "weekday", "weekend", "day"
 HISTORY_WINDOWS = 7  # at most this many past days per baseline
 YOUNG_DAYS = 14  # a key with less history is still ramping up
 RHYTHM_BAND = (0.7, 1 / 0.7)  # weekend/weekday volume inside this band: no weekly rhythm
-SAME_KIND_DAYS = 2  # one weekend is history enough to compare a weekend day with weekends
+# same-kind days enough to compare with them alone: 3 weekdays, or one weekend
+SAME_KIND_DAYS = {WEEKDAY: 3, WEEKEND: 2}
 SIZE_SPREAD = 2  # tokens and cost vary per request: their noise is judged in units this large
 _SMALLEST = {"requests": Decimal(1), "tokens": Decimal(1), "cost_usd": Decimal("0.000000001")}
 
@@ -161,7 +162,7 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
     centre = HIGHEST if len(history) < YOUNG_DAYS else MEDIAN
     kind = day_kind(today)
     same = [day for day in history if day_kind(day) == kind]
-    enough = min(min_history_days, SAME_KIND_DAYS) if kind == WEEKEND else min_history_days
+    enough = min(min_history_days, SAME_KIND_DAYS[kind])
     # judged on days no late event can change any more (yesterday can, in today's first hour)
     settled = [day for day in history if day <= today - timedelta(days=2)]
     rhythm = day_requests is None or weekly_rhythm({day: day_requests(day) for day in settled})
