@@ -42,17 +42,21 @@ SLOTS_PER_DAY = 24 * 60 // SLOT_MINUTES
 TOKEN_SIZES = (400, 900, 1500, 2600)
 
 
-def business_hours(peak: float = 2.7, night: float = 0.15) -> tuple[float, ...]:
-    """Hourly weights with mean 1: a plateau 09:00-17:00 UTC at `peak` x the daily mean, a quiet
-    night at `night` x, smooth shoulders in between."""
-    raw = []
+def business_hours(peak: float = 2.7, half_width: float = 3.5) -> tuple[float, ...]:
+    """Hourly weights with mean 1: a plateau around 13:00 UTC (`half_width` hours each side,
+    smooth shoulders) at `peak` x the daily mean, and a flat night at whatever level keeps the
+    mean at 1 (≈0.3x for the defaults)."""
+    shape = []
     for hour in range(24):
         distance = min(abs(hour + 0.5 - 13), 24 - abs(hour + 0.5 - 13))
-        raw.append(night + (1 - night) / (1 + math.exp((distance - 4.5) * 1.6)))
-    scale = peak / max(raw)
-    weights = [w * scale for w in raw]
-    mean = sum(weights) / 24
-    return tuple(w / mean * 1.0 for w in weights)
+        shape.append(1 / (1 + math.exp((distance - half_width) * 1.6)))
+    low, high = min(shape), max(shape)
+    shape = [(v - low) / (high - low) for v in shape]
+    share = sum(shape) / 24
+    night = (1 - peak * share) / (1 - share)
+    if night <= 0:
+        raise ValueError(f"a {peak}x peak that wide leaves no traffic at night")
+    return tuple(night + (peak - night) * v for v in shape)
 
 
 FLAT_DAY = tuple([1.0] * 24)
@@ -88,7 +92,8 @@ class Shape:
 
 
 SHAPES: dict[str, Shape] = {shape.name: shape for shape in (
-    Shape("business-hours seasonal", note="peak 2.7x the mean 09-17 UTC, weekends 30%"),
+    Shape("business-hours seasonal", note="peak 2.7x the daily mean 11-15 UTC, night "
+          "0.3x, weekends 30%"),
     Shape("flat 24/7", hourly=FLAT_DAY, weekend=1.0),
     Shape("daily batch job", hourly=FLAT_DAY, weekend=1.0, volume=(400, 3000),
           batch=(3, 20, 0.6), surge_hours=tuple(h for h in range(24) if h not in (2, 3, 4)),
