@@ -103,13 +103,28 @@ class Settings(BaseSettings):
     analytics_allowed_lateness_seconds: float = Field(
         default=3600.0, ge=0, description="how late an event may arrive and still count in state"
     )
+    analytics_spike_baseline: Literal["seasonal", "flat"] = Field(
+        default="seasonal",
+        description="seasonal: the same time of day on the last 7 days (weekday or weekend), "
+        "median; flat: the average hour/day of the last 7 days",
+    )
     analytics_spike_factor: float = Field(
         default=2.0,
         gt=1,
-        description="spike when volume reaches this multiple of the 7-day average",
+        description="spike when volume reaches this multiple of the baseline",
+    )
+    analytics_spike_significance: float = Field(
+        default=0.00001, gt=0, lt=0.5,
+        description="seasonal: the surge must be this unlikely under Poisson noise (p-value)",
+    )
+    analytics_spike_windows_minutes: str = Field(
+        default="15,60,180",
+        description="seasonal: trailing windows compared, minutes (multiples of 5), "
+        "comma-separated",
     )
     analytics_spike_min_requests_hour: int = Field(
-        default=50, ge=0, description="minimum requests in the trailing hour to judge a spike"
+        default=10, ge=0,
+        description="minimum requests per hour in a trailing window to judge a spike",
     )
     analytics_spike_min_requests_day: int = Field(
         default=500, ge=0, description="minimum requests in the day so far to judge a spike"
@@ -118,7 +133,8 @@ class Settings(BaseSettings):
         default=6 * 3600.0, ge=0, description="quiet time after an hour-grain spike resolves"
     )
     analytics_spike_min_history_days: int = Field(
-        default=3, ge=1, le=7, description="days of history a key needs before spikes are judged"
+        default=7, ge=1, le=7,
+        description="days of history a key needs before spikes are judged (its ramp-up week)"
     )
     analytics_budget_thresholds: str = Field(
         default="50,80,100", description="percent, comma-separated"
@@ -364,6 +380,23 @@ class Settings(BaseSettings):
         return value
 
     # --- analytics validators ---
+    @field_validator("analytics_spike_windows_minutes")
+    @classmethod
+    def _windows_are_minutes(cls, value: str) -> str:
+        try:
+            minutes = [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(f"must be comma-separated minutes, got {value!r}") from None
+        if not minutes or any(m <= 0 or m % 5 or m > 24 * 60 for m in minutes):
+            raise ValueError(f"must be multiples of 5 minutes up to a day, got {value!r}")
+        return value
+
+    @property
+    def spike_windows_minutes(self) -> tuple[int, ...]:
+        """`analytics_spike_windows_minutes` as sorted minutes."""
+        parts = self.analytics_spike_windows_minutes.split(",")
+        return tuple(sorted({int(part) for part in parts}))
+
     @field_validator("analytics_budget_thresholds")
     @classmethod
     def _thresholds_are_percentages(cls, value: str) -> str:
