@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# LiteLLM's proxy plus aiokafka in their own venv, for the test of keywarden's LiteLLM callback
+# (tests/support/litellm.py installs them, ~2 min once, then this stamp). A failure stops `make test`.
+LITELLM_STAMP := .venv-bench/.keywarden-litellm
 
 .PHONY: setup demo test faults unit bench lint clean
 
@@ -20,7 +23,7 @@ $(STAMP): pyproject.toml scripts/check-prerequisites.sh
 demo: setup
 	$(BIN)/keywarden demo
 
-test: setup
+test: setup $(LITELLM_STAMP)
 	$(BIN)/python -m pytest
 
 # The fault-injection suite alone (Kafka restarts, SIGKILLed workers, 30 s and 60 s outages):
@@ -38,6 +41,10 @@ $(BENCH_STAMP):
 	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet 'litellm[proxy]' || echo "litellm[proxy] did not install: the benchmark says why and goes on without it"
 	@touch $(BENCH_STAMP)
+
+$(LITELLM_STAMP): $(STAMP) tests/support/litellm.py
+	$(BIN)/python -m tests.support.litellm
+	@touch $(LITELLM_STAMP)
 
 bench: setup $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import end_to_end, gateway_throughput, gateway_vs_litellm, memory
+from bench import detection, end_to_end, gateway_throughput, gateway_vs_litellm, memory
 from bench.common import RESULTS_DIR, machine_info
 from keywarden.settings import PROJECT_ROOT
 
@@ -60,6 +60,7 @@ BENCHMARKS: dict[str, Callable[[bool, str], dict[str, Any]]] = {
     "pipeline_throughput": _pipeline_throughput,
     "end_to_end": lambda quick, stamp: end_to_end.run(quick, stamp),
     "memory": lambda quick, stamp: memory.run(quick, stamp),
+    "detection": lambda quick, stamp: detection.run(quick, stamp),
 }
 
 
@@ -84,7 +85,7 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:
             rate = run["rate_rps"]
             case = f"{kind}, {'sequential' if rate == 'seq' else f'{rate} rps'}"
             direct = run["targets"]["direct"]["latency_ms"]
-            for target in ("keywarden", "litellm"):
+            for target in ("floor", "keywarden", "litellm"):
                 if target not in run["targets"]:
                     continue
                 measured = run["targets"][target]
@@ -95,7 +96,10 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:
                              f"direct p50/p95/p99 {_ms(direct['p50'])}/{_ms(direct['p95'])}/"
                              f"{_ms(direct['p99'])}",
                              f"{measured['achieved_rps']} rps ok" + (f", {errors} errors"
-                                                                     if errors else "")])
+                                                                     if errors else "")
+                             + (f"; over floor p50/p99 {over['p50']:+.2f}/{over['p99']:+.2f}"
+                                if target == "keywarden"
+                                and (over := run.get("keywarden_over_floor_ms")) else "")])
         if not result["litellm"]["available"]:
             rows.append(["added latency: litellm", "-", "not measured", "-",
                          result["litellm"]["note"][:120]])
@@ -131,6 +135,16 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:
                          f"RSS {figures['rss_after_mib']} MiB",
                          f"empty {figures['rss_before_mib']} MiB",
                          f"+{figures['added_mib']} MiB, {figures['bytes_per_key']} B/key"])
+    elif name == "detection":
+        for shape in result["shapes"]:
+            delay = shape["median_delay_min"]
+            rows.append([f"spike detection: {shape['shape']}",
+                         f"{shape['seeds']} seeds x {shape['keys']} keys x {shape['days']} days",
+                         f"recall {shape['detected']}/{shape['surges']}, precision "
+                         f"{detection.pct(shape['precision'])}",
+                         f"{shape['false_per_key_month']:.2f} false alerts/key-month "
+                         f"({shape['false_per_key_month_after_week']:.2f} after day 7)",
+                         "median delay " + ("-" if delay is None else f"{delay:.0f} min")])
     return rows
 
 

@@ -82,7 +82,7 @@ def clickhouse_version(url: str) -> str | None:
 def machine_info(clickhouse_url: str | None = None) -> dict[str, Any]:
     """CPU, cores, RAM, OS and the versions of everything on the measured path."""
     packages = ["aiokafka", "faust-streaming", "clickhouse-connect", "chdb-core", "uvicorn",
-                "starlette", "httpx", "aiohttp", "pydantic", "slack_sdk"]
+                "uvloop", "httptools", "orjson", "httpx", "aiohttp", "pydantic", "slack_sdk"]
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -354,12 +354,32 @@ def spawn_fake_provider(keys: list[str], log_dir: Path) -> tuple[Child, str]:
     return child, base_url
 
 
-def spawn_gateway(env: dict[str, str], log_dir: Path, name: str = "gateway") -> tuple[Child, str]:
+def spawn_floor(provider_url: str, log_dir: Path) -> tuple[Child, str]:
+    """The floor (`bench/gateway_floor.py`: the least a Python pass-through does) in front of
+    `provider_url`; returns it and its base URL once it accepts connections."""
+    port = free_port()
+    child = spawn("floor", [sys.executable, "-m", "bench.gateway_floor", "--port", str(port),
+                            "--upstream", provider_url], log_dir)
+    deadline = time.monotonic() + 20
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
+            break
+        if child.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the floor did not start: {child.tail()}")
+        time.sleep(0.05)
+    return child, f"http://{LOOPBACK}:{port}"
+
+
+def spawn_gateway(env: dict[str, str], log_dir: Path, name: str = "gateway",
+                  workers: int = 1) -> tuple[Child, str]:
     """`keywarden gateway serve` on a free loopback port; returns once /readyz answers 200."""
     port = free_port()
     argv = [sys.executable, "-m", "keywarden.cli", "gateway", "serve", "--host", LOOPBACK,
-            "--port", str(port)]
-    child = spawn(name, argv, log_dir, env)
+            "--port", str(port)] + (["--workers", str(workers)] if workers > 1 else [])
+    # KW_BENCH_GATEWAY_SOURCE: run the gateway of another source tree (an export of an earlier
+    # commit) with this tree's benchmark, for before/after figures in one harness.
+    source = os.environ.get("KW_BENCH_GATEWAY_SOURCE")
+    child = spawn(name, argv, log_dir, env, cwd=Path(source) if source else PROJECT_ROOT)
     base_url = f"http://{LOOPBACK}:{port}"
     try:
         wait_http(base_url + "/readyz", 60, child.process)
@@ -423,7 +443,8 @@ PROVIDER_KEY = "sk-bench-openai"
 
 @dataclass
 class GatewayStack:
-    """The fake provider and one gateway, each in its own process, with a wrapped key."""
+    """The fake provider, the floor and one gateway, each in its own process, with a wrapped
+    key."""
 
     provider_url: str
     gateway_url: str
@@ -431,6 +452,7 @@ class GatewayStack:
     gateway: Child
     provider: Child
     env: dict[str, str]
+    floor_url: str
 
 
 async def _register(settings: Any, scope: str) -> str:
@@ -444,14 +466,17 @@ async def _register(settings: Any, scope: str) -> str:
 
 
 @contextlib.contextmanager
-def gateway_stack(scratch: Path, bootstrap: str, **gateway_settings: Any) -> Iterator[GatewayStack]:
-    """Fake provider + `keywarden gateway serve` on private Kafka, a key registered."""
+def gateway_stack(scratch: Path, bootstrap: str, workers: int = 1,
+                  **gateway_settings: Any) -> Iterator[GatewayStack]:
+    """Fake provider, the floor in front of it, and `keywarden gateway serve` on private Kafka,
+    a key registered."""
     from keywarden.settings import load_settings
 
     scratch.mkdir(parents=True, exist_ok=True)
     provider, provider_url = spawn_fake_provider([PROVIDER_KEY], scratch)
-    gateway = None
+    gateway = floor = None
     try:
+        floor, floor_url = spawn_floor(provider_url, scratch)
         values = {"home": scratch / "home", "kafka_bootstrap": bootstrap,
                   "gateway_id": "bench", "gateway_upstream_openai": provider_url,
                   "gateway_upstream_anthropic": provider_url,
@@ -459,11 +484,13 @@ def gateway_stack(scratch: Path, bootstrap: str, **gateway_settings: Any) -> Ite
         settings = load_settings(**values)
         wrapped = asyncio.run(_register(settings, f"bench-{uuid.uuid4().hex[:6]}"))
         env = settings_env(**values)
-        gateway, gateway_url = spawn_gateway(env, scratch)
-        yield GatewayStack(provider_url, gateway_url, wrapped, gateway, provider, env)
+        gateway, gateway_url = spawn_gateway(env, scratch, workers=workers)
+        yield GatewayStack(provider_url, gateway_url, wrapped, gateway, provider, env, floor_url)
     finally:
         if gateway is not None:
             gateway.stop()
+        if floor is not None:
+            floor.stop()
         provider.stop()
 
 

@@ -1,6 +1,8 @@
 """Benchmark 1: the gateway's added latency (p50/p95/p99) at fixed request rates, streaming and
-not, beside calling the fake provider directly and beside the LiteLLM proxy in front of the same
-fake provider, all in one run.
+not, beside calling the fake provider directly, beside the floor (`bench/gateway_floor.py`: the
+least a Python pass-through does) and beside the LiteLLM proxy in front of the same fake
+provider, all in one run. A target that did not sustain a rate (errors, or under 95% of it
+achieved) is not driven at the higher rates of the same kind.
 
 LiteLLM (`litellm[proxy]`) lives in its own virtual environment, `.venv-bench`, never in the
 project's dependencies; `ensure_litellm()` creates it when missing. It runs as a plain
@@ -116,25 +118,49 @@ class Target:
     headers: dict[str, str]
 
 
-async def measure(targets: list[Target], rates: list[int], seconds: float,
-                  warmup: int) -> list[dict[str, Any]]:
+KEEP_UP = 0.95
+
+
+def sustained(result: dict[str, Any]) -> bool:
+    return not result["errors"] and result["achieved_rps"] >= KEEP_UP * result["target_rps"]
+
+
+def with_added(run: dict[str, Any]) -> dict[str, Any]:
+    """Each target's added latency over direct, and the gateway's over the floor's."""
+    direct = run["targets"]["direct"]["latency_ms"]
+    run["added_ms"] = {name: added(value["latency_ms"], direct)
+                       for name, value in run["targets"].items() if name != "direct"}
+    if "floor" in run["added_ms"] and "keywarden" in run["added_ms"]:
+        run["keywarden_over_floor_ms"] = {
+            q: round(run["added_ms"]["keywarden"][q] - run["added_ms"]["floor"][q], 3)
+            for q in ("p50", "p95", "p99")}
+    return run
+
+
+async def measure(targets: list[Target], rates: dict[bool, list[int]], seconds: float,
+                  warmup: int, sequential_count: int) -> list[dict[str, Any]]:
     runs = []
     for streaming in (False, True):
         body = CHAT_BODY | ({"stream": True} if streaming else {})
         for target in targets:
             await warm_up(target.url, target.headers, body, warmup)
-        runs.append(await sequential(targets, body, streaming, warmup * 2))
-        for rate in rates:
-            run: dict[str, Any] = {"streaming": streaming, "rate_rps": rate, "targets": {}}
+        runs.append(await sequential(targets, body, streaming, sequential_count))
+        gave_up: set[str] = set()
+        for rate in rates[streaming]:
+            run: dict[str, Any] = {"streaming": streaming, "rate_rps": rate, "targets": {},
+                                   "not_driven": sorted(gave_up)}
             for target in targets:
+                if target.name in gave_up:
+                    continue
                 result = await open_loop(target.url, target.headers, body, rate=rate,
                                          max_requests=int(rate * seconds), max_seconds=seconds)
                 run["targets"][target.name] = result.as_dict()
-                await asyncio.sleep(0.5)  # let stragglers and GC settle between targets
-            direct = run["targets"]["direct"]["latency_ms"]
-            run["added_ms"] = {name: added(value["latency_ms"], direct)
-                               for name, value in run["targets"].items() if name != "direct"}
-            runs.append(run)
+                settle = 0.5  # let stragglers and GC settle between targets
+                if target.name != "direct" and not sustained(run["targets"][target.name]):
+                    gave_up.add(target.name)
+                    settle = 5.0  # a saturated proxy keeps working off its backlog for a while
+                await asyncio.sleep(settle)
+            runs.append(with_added(run))
     return runs
 
 
@@ -145,21 +171,22 @@ async def sequential(targets: list[Target], body: dict[str, Any], streaming: boo
     for target in targets:
         result = await closed_loop(target.url, target.headers, body, count)
         run["targets"][target.name] = result.as_dict()
-    direct = run["targets"]["direct"]["latency_ms"]
-    run["added_ms"] = {name: added(value["latency_ms"], direct)
-                       for name, value in run["targets"].items() if name != "direct"}
-    return run
+    return with_added(run)
 
 
-def run(quick: bool = False, stamp: str | None = None) -> dict[str, Any]:
-    rates = [50, 200] if quick else [50, 200, 500]
+def run(quick: bool = False, stamp: str | None = None, workers: int = 1,
+        litellm: bool = True) -> dict[str, Any]:
+    rates = {False: [200, 500, 1000], True: [50, 200] if quick else [50, 200, 500]}
     seconds = 3.0 if quick else 8.0
+    sequential_count = 200 if quick else 500
     stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     scratch = Path(tempfile.mkdtemp(prefix="kw-bench-latency-"))
-    litellm_ok, litellm_note = ensure_litellm()
+    litellm_ok, litellm_note = ensure_litellm() if litellm else (False, "not asked for")
     result: dict[str, Any] = {
         "benchmark": "gateway_vs_litellm", "at": stamp, "machine": machine_info(),
-        "load": {"rates_rps": rates, "seconds_per_target": seconds, "kind": "open loop, fixed "
+        "load": {"rates_rps": {"plain": rates[False], "streaming": rates[True]},
+                 "sequential_requests": sequential_count, "gateway_workers": workers,
+                 "seconds_per_target": seconds, "kind": "open loop, fixed "
                  "rate, latency from each request's scheduled start, loopback, one client "
                  "process (aiohttp); fake provider answers at once (no simulated latency)",
                  "body": CHAT_BODY},
@@ -167,9 +194,12 @@ def run(quick: bool = False, stamp: str | None = None) -> dict[str, Any]:
     }
     with contextlib.ExitStack() as stack:
         kafka = stack.enter_context(private_kafka(scratch / "kafka"))
-        gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap))
+        gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap,
+                                               workers=workers))
         targets = [
             Target("direct", gw.provider_url + CHAT_PATH,
+                   {"authorization": f"Bearer {PROVIDER_KEY}"}),
+            Target("floor", gw.floor_url + CHAT_PATH,
                    {"authorization": f"Bearer {PROVIDER_KEY}"}),
             Target("keywarden", gw.gateway_url + CHAT_PATH,
                    {"authorization": f"Bearer {gw.wrapped_key}"}),
@@ -183,7 +213,8 @@ def run(quick: bool = False, stamp: str | None = None) -> dict[str, Any]:
             except RuntimeError as error:
                 result["litellm"] = {"available": False, "note": str(error)}
         started = time.monotonic()
-        result["runs"] = asyncio.run(measure(targets, rates, seconds, warmup=20))
+        result["runs"] = asyncio.run(measure(targets, rates, seconds, warmup=20,
+                                             sequential_count=sequential_count))
         result["seconds"] = round(time.monotonic() - started, 1)
     result["path"] = str(write_result("gateway_vs_litellm", result, stamp))
     return result
@@ -203,14 +234,20 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 "-" if name == "direct" else
                 f"{extra['p50']:+.2f} / {extra['p95']:+.2f} / {extra['p99']:+.2f}",
             ])
+        if "keywarden_over_floor_ms" in item:
+            over = item["keywarden_over_floor_ms"]
+            rows.append([f"{kind} {item['rate_rps']} rps", "keywarden - floor", "", "", "", "",
+                         "", f"{over['p50']:+.2f} / {over['p95']:+.2f} / {over['p99']:+.2f}"])
     return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes")
+    parser.add_argument("--without-litellm", action="store_true")
     args = parser.parse_args()
-    result = run(args.quick)
+    result = run(args.quick, workers=args.workers, litellm=not args.without_litellm)
     print(f"litellm: {result['litellm']}")
     for row in table_rows(result):
         print(" | ".join(row))

@@ -29,13 +29,16 @@ def silence_access_log() -> None:
     access.propagate = False
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A bound TCP socket. IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted
     connections only when the listening socket says so (protocol 0 would cost ~40 ms of Nagle
-    plus delayed ACK on every answer)."""
+    plus delayed ACK on every answer). `reuse_port`: several processes bind the same port and
+    the kernel spreads connections over them (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
 
@@ -47,12 +50,20 @@ class AsgiServer:
     name = "asgi"
 
     def __init__(
-        self, host: str, port: int, *, handle_signals: bool = False, **uvicorn_options: Any
+        self,
+        host: str,
+        port: int,
+        *,
+        handle_signals: bool = False,
+        reuse_port: bool = False,
+        **uvicorn_options: Any,
     ) -> None:
         self.host = host
         self.port = port
+        self._reuse_port = reuse_port
         self._handle_signals = handle_signals
-        self._options = {"timeout_graceful_shutdown": 5, **uvicorn_options}
+        # httptools: uvicorn's C parser (h11, its pure-Python default, costs far more per request).
+        self._options = {"timeout_graceful_shutdown": 5, "http": "httptools", **uvicorn_options}
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
@@ -68,7 +79,7 @@ class AsgiServer:
     async def start(self) -> None:
         if self._task is not None:
             return
-        self._socket = listening_socket(self.host, self.port)
+        self._socket = listening_socket(self.host, self.port, reuse_port=self._reuse_port)
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(
             self.build_app(),

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
     from keywarden.config import add_config_commands
+    from keywarden.events import add_events_commands
     from keywarden.pricing_cli import add_pricing_commands
     from keywarden.report import add_report_commands
     from keywarden.scan.cli import add_scan_commands
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(commands)
     add_config_commands(commands)
     add_notifier_commands(commands)
+    add_events_commands(commands)
 
     demo = commands.add_parser("demo", help="run the whole stack locally with demo traffic")
     demo.add_argument("--events", type=int, default=500)

@@ -103,13 +103,28 @@ class Settings(BaseSettings):
     analytics_allowed_lateness_seconds: float = Field(
         default=3600.0, ge=0, description="how late an event may arrive and still count in state"
     )
+    analytics_spike_baseline: Literal["seasonal", "flat"] = Field(
+        default="seasonal",
+        description="seasonal: the same time of day on the last 7 days (weekday or weekend), "
+        "median; flat: the average hour/day of the last 7 days",
+    )
     analytics_spike_factor: float = Field(
         default=2.0,
         gt=1,
-        description="spike when volume reaches this multiple of the 7-day average",
+        description="spike when volume reaches this multiple of the baseline",
+    )
+    analytics_spike_significance: float = Field(
+        default=0.00001, gt=0, lt=0.5,
+        description="seasonal: the surge must be this unlikely under Poisson noise (p-value)",
+    )
+    analytics_spike_windows_minutes: str = Field(
+        default="15,60,180",
+        description="seasonal: trailing windows compared, minutes (multiples of 5), "
+        "comma-separated",
     )
     analytics_spike_min_requests_hour: int = Field(
-        default=50, ge=0, description="minimum requests in the trailing hour to judge a spike"
+        default=10, ge=0,
+        description="minimum requests per hour in a trailing window to judge a spike",
     )
     analytics_spike_min_requests_day: int = Field(
         default=500, ge=0, description="minimum requests in the day so far to judge a spike"
@@ -118,7 +133,8 @@ class Settings(BaseSettings):
         default=6 * 3600.0, ge=0, description="quiet time after an hour-grain spike resolves"
     )
     analytics_spike_min_history_days: int = Field(
-        default=3, ge=1, le=7, description="days of history a key needs before spikes are judged"
+        default=7, ge=1, le=7,
+        description="days of history a key needs before spikes are judged (its ramp-up week)"
     )
     analytics_budget_thresholds: str = Field(
         default="50,80,100", description="percent, comma-separated"
@@ -147,6 +163,23 @@ class Settings(BaseSettings):
     # How long the broker waits for a silent (killed) worker before it hands its partitions on.
     pipeline_session_timeout_seconds: float = Field(
         default=60.0, ge=6, description="broker waits this long before reassigning a silent worker"
+    )
+
+    # Health of a worker (pipelines/health.py): /healthz, /readyz and /metrics over HTTP.
+    pipeline_health_host: str = Field(
+        default="127.0.0.1", description="interface of the worker's health endpoints"
+    )
+    pipeline_health_port: int = Field(
+        default=18095, ge=0, lt=65536,
+        description="port of the worker's /healthz, /readyz, /metrics (0: no health endpoints)",
+    )
+    pipeline_stall_seconds: float = Field(
+        default=300.0, gt=0,
+        description="liveness fails when the worker is behind and stores nothing for this long",
+    )
+    pipeline_shutdown_timeout_seconds: float = Field(
+        default=45.0, gt=0,
+        description="after SIGTERM the worker exits within this long, even if Kafka is unreachable",
     )
 
     # --- notifier (services/notifier) ---------------------------------------------------
@@ -281,6 +314,12 @@ class Settings(BaseSettings):
     gateway_spend_stale_mode: Literal["open", "closed"] = Field(
         default="open", description="stale spend data: open (serve) or closed (503)"
     )
+    # `gateway serve --workers N` sets this to N for each worker: N replicas that do not see each
+    # other's requests each hold 1/N of what a key has left after its last spend record, so that
+    # together they never reserve past the cap.
+    gateway_budget_shares: int = Field(
+        default=1, gt=0, description="replicas splitting each key's remaining budget (1/N each)"
+    )
     gateway_default_max_output_tokens: int = Field(
         default=16384, gt=0, description="output limit assumed for reservations when none is asked"
     )
@@ -341,6 +380,23 @@ class Settings(BaseSettings):
         return value
 
     # --- analytics validators ---
+    @field_validator("analytics_spike_windows_minutes")
+    @classmethod
+    def _windows_are_minutes(cls, value: str) -> str:
+        try:
+            minutes = [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError(f"must be comma-separated minutes, got {value!r}") from None
+        if not minutes or any(m <= 0 or m % 5 or m > 24 * 60 for m in minutes):
+            raise ValueError(f"must be multiples of 5 minutes up to a day, got {value!r}")
+        return value
+
+    @property
+    def spike_windows_minutes(self) -> tuple[int, ...]:
+        """`analytics_spike_windows_minutes` as sorted minutes."""
+        parts = self.analytics_spike_windows_minutes.split(",")
+        return tuple(sorted({int(part) for part in parts}))
+
     @field_validator("analytics_budget_thresholds")
     @classmethod
     def _thresholds_are_percentages(cls, value: str) -> str:

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import faust
 
 from keywarden.settings import Settings
+
+
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The Kafka security settings of keywarden/kafka.py, in faust's terms (issue 13: the app was
+    built without them and could not reach a secured broker). TLS verifies against the system's
+    certificate authorities."""
+    protocol = settings.kafka_security_protocol
+    tls = ssl.create_default_context() if protocol in ("SSL", "SASL_SSL") else None
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=tls)
+    if tls is not None:
+        return faust.SSLCredentials(tls)
+    return None
 
 
 def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
@@ -15,6 +31,7 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
     return faust.App(
         app_id or settings.pipeline_app_id,
         broker=brokers,
+        broker_credentials=broker_credentials(settings),
         store=settings.pipeline_store,
         topic_replication_factor=settings.kafka_topic_replication,
         topic_partitions=settings.kafka_topic_partitions,

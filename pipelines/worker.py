@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,8 +30,9 @@ from pipelines.detect.agents import (
     KeyAnalyzer,
 )
 from pipelines.detect.timers import KeyHygieneCheck
-from pipelines.ingest import offsets
-from pipelines.ingest.agents import IngestProcessor, register_ingest
+from pipelines.health import HealthServer, WorkerHealth, ledger_lag
+from pipelines.ingest import batches, offsets
+from pipelines.ingest.agents import BATCH_DEAD_LETTER_COLUMNS, IngestProcessor, register_ingest
 from pipelines.registry import RegistryView
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import declare_tables
@@ -38,12 +42,19 @@ from pipelines.topics import PipelineTopics, declare_topics
 from schemas.pricing import PricingCatalog, load_catalog
 
 log = logging.getLogger(__name__)
+
+# The exit status of a worker that stopped itself because it was no longer consuming.
+EXIT_NOT_CONSUMING = 70
+
+
 @dataclass
 class Pipeline:
     app: faust.App
     topics: PipelineTopics
     ingest: IngestProcessor
     analytics: AnalyticsStep
+    undecodable: batches.UndecodableBatches
+    ledger: offsets.OffsetLedger
 
 
 def build_pipeline(
@@ -66,16 +77,25 @@ def build_pipeline(
         request_sink=ClickHouseSink(client, "request_events", REQUEST_COLUMNS),
         dead_letter_sink=ClickHouseSink(client, "request_dead_letters", DEAD_LETTER_COLUMNS),
         publish_dead_letter=publish_dead_letter,
+        batch_dead_letter_sink=ClickHouseSink(client, "request_dead_letters",
+                                              BATCH_DEAD_LETTER_COLUMNS),
     )
+    # Every aiokafka consumer of this process (faust's, the gap reader's, the followers')
+    # steps over a batch it cannot decode instead of dying on it; the agent dead-letters it.
+    undecodable = batches.UndecodableBatches()
+    batches.install(undecodable)
     analytics = add_analytics(app, topics, settings, processor, client)
+    ledger = offsets.OffsetLedger(topics.requests.get_topic_name())
     async def committed(tps: set[Any]) -> Mapping[Any, int | None]:
         return await offsets.group_committed(settings, app.conf.id, tps)
 
     register_ingest(
         app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds,
         committed, offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
+        undecodable, ledger=ledger,
     )
-    return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics)
+    return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics,
+                    undecodable=undecodable, ledger=ledger)
 
 
 def add_analytics(
@@ -149,10 +169,124 @@ def add_analytics(
     return step
 
 
+def worker_health(pipeline: Pipeline, settings: Settings) -> WorkerHealth:
+    """Liveness and readiness of `pipeline`'s worker (see pipelines/health.py)."""
+    stats, ledger = pipeline.ingest.stats, pipeline.ledger
+
+    def progress() -> int:
+        return (stats.stored + stats.dead_lettered + stats.undecodable_batches
+                + sum(ledger.partitions.values()))
+
+    return WorkerHealth(
+        app=pipeline.app,
+        lag=ledger_lag(pipeline.app, ledger.topic, ledger.committable),
+        progress=progress,
+        stall_seconds=settings.pipeline_stall_seconds,
+    )
+
+
+def worker_counters(pipeline: Pipeline) -> dict[str, tuple[str, float]]:
+    stats = pipeline.ingest.stats
+    return {
+        "keywarden_pipeline_records_received_total": ("Source records handed to ingest.",
+                                                      stats.received),
+        "keywarden_pipeline_records_stored_total": ("Events stored in request_events.",
+                                                    stats.stored),
+        "keywarden_pipeline_records_dead_lettered_total": ("Records dead-lettered one by one.",
+                                                           stats.dead_lettered),
+        "keywarden_pipeline_undecodable_batches_total": (
+            "Record batches no consumer of this worker could decode, stepped over.",
+            pipeline.undecodable.total),
+        "keywarden_pipeline_gaps_read_total": ("Offset ranges read directly (gap reader).",
+                                               pipeline.ledger.gaps),
+    }
+
+
+class PipelineWorker(faust.Worker):
+    """faust's Worker plus what a supervisor needs to trust it: health endpoints, a watchdog
+    that stops a worker whose fetcher or agent died (exit status 70, so it is restarted rather
+    than left alive and idle), and a hard deadline after SIGTERM: faust's own stop waits on the
+    broker (commits, flushes) and would otherwise hang while Kafka is unreachable."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(pipeline.app, **kwargs)
+        self.pipeline = pipeline
+        self.settings = settings
+        self.exit_code = 0
+        self.health = worker_health(pipeline, settings)
+        self.health_server = (
+            HealthServer(self.health, lambda: worker_counters(pipeline),
+                         settings.pipeline_health_host, settings.pipeline_health_port)
+            if settings.pipeline_health_port else None
+        )
+        self._watchdog: asyncio.Future[None] | None = None
+        self._deadline: threading.Timer | None = None
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if self.health_server is not None:
+            try:
+                await self.health_server.start()
+            except OSError as error:  # the worker consumes anyway; the probes will say so
+                log.error("health endpoints not started on %s:%d: %s",
+                          self.settings.pipeline_health_host,
+                          self.settings.pipeline_health_port, error)
+        self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._signal_stop_time or self.should_stop:
+                return  # stopping anyway: services going down are not a death
+            try:
+                report = self.health.check()
+            except Exception:  # a bug in judging must not end the judging: say it, go on
+                log.exception("the worker's health check failed")
+                continue
+            if report.fatal:
+                log.critical("the worker stopped consuming (%s); stopping it so that its "
+                             "supervisor starts a new one", "; ".join(report.problems))
+                self.exit_code = EXIT_NOT_CONSUMING
+                self._schedule_shutdown(signal.SIGTERM)
+                return
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        self._arm_deadline()
+        super()._schedule_shutdown(signal)
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is not None:
+            return
+        timeout = self.settings.pipeline_shutdown_timeout_seconds
+
+        def expire() -> None:
+            log.critical("shutdown did not finish within %.0f s (is Kafka reachable?): exiting "
+                         "now; uncommitted offsets are read again by the next worker", timeout)
+            logging.shutdown()
+            os._exit(self.exit_code or 1)
+
+        # A thread, not a loop callback: the deadline must hold even if the loop is stuck.
+        self._deadline = threading.Timer(timeout, expire)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    async def on_stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.health_server is not None:
+            await self.health_server.stop()
+        await super().on_stop()
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Create missing topics, then run the pipeline until SIGINT/SIGTERM."""
+    """Create missing topics, then run the pipeline until SIGINT/SIGTERM (or until it stops
+    consuming: then it exits with status 70)."""
     asyncio.run(ensure_topics(settings))
     pipeline = build_pipeline(settings)
-    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
-
+    worker = PipelineWorker(pipeline, settings, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if worker.exit_code:
+            raise SystemExit(worker.exit_code) from None
+        raise

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pipelines.detect.spike import Baseline, SpikeFinding
+from pipelines.detect.spike import SpikeFinding, WindowBaseline
 from schemas.events.alert import AlertEvent, AlertKind, AlertState, Severity
 from schemas.events.request import KeyTags
 
@@ -42,28 +42,86 @@ def resolved(facts: dict[str, str], *, at: datetime, wrapped_key_id: str, key_sc
     )
 
 
+def _amount(metric: str, value: Decimal) -> str:
+    if metric == "cost_usd":
+        return f"${value.quantize(Decimal('0.01')) if value >= 1 else _fmt(value)}"
+    return f"{_fmt(value.quantize(Decimal('0.1')) if value != value.to_integral() else value)} " \
+           f"{metric}"
+
+
+def _span(minutes: int, grain: str) -> str:
+    if grain == "day":
+        return "today so far"
+    if minutes == 60:
+        return "this hour"
+    if minutes % 60 == 0:
+        return f"these {minutes // 60} hours"
+    return f"these {minutes} minutes"
+
+
+def _usual(compared: WindowBaseline) -> str:
+    """'on a weekday 02:00-03:00' and 'median of the last 7 weekdays' for a seasonal baseline."""
+    days = len(compared.history)
+    kind = {"weekday": "weekday", "weekend": "weekend day"}.get(compared.day_kind, "day")
+    if compared.centre_name == "highest":
+        centre = f"highest of the last {days} {kind}s (a key in its first two weeks)"
+    else:
+        centre = f"{compared.centre_name} of the last {days} {kind}s"
+    return centre
+
+
+def spike_explanation(finding: SpikeFinding) -> str:
+    """One sentence saying what was compared, e.g. '3.1x what this key usually does on a weekday
+    02:00-03:00 (median of the last 7 weekdays: 41 requests; this hour: 127 requests)'."""
+    head, compared = finding.headline, finding.compared
+    assert compared is not None
+    ratio = f"{head.ratio.normalize():f}x" if head.ratio is not None else "up from nothing"
+    kind = {"weekday": "a weekday", "weekend": "a weekend day"}.get(compared.day_kind, "a day")
+    clock = f"{compared.start:%H:%M}-{compared.end:%H:%M}"
+    return (f"{ratio} what this key usually does on {kind} {clock} "
+            f"({_usual(compared)}: {_amount(head.metric, head.baseline)}; "
+            f"{_span(compared.minutes, compared.grain)}: {_amount(head.metric, head.observed)})")
+
+
 def spike_alert(*, wrapped_key_id: str, key_scope: str, tags: KeyTags, grain: str, period: str,
-                finding: SpikeFinding, baseline: Baseline, factor: Decimal,
-                at: datetime) -> AlertEvent:
-    head = finding.headline
-    what = "the last hour" if grain == "hour" else "today so far"
-    base = "average hour" if grain == "hour" else "average day"
+                finding: SpikeFinding, factor: Decimal, at: datetime,
+                significance: float | None = None) -> AlertEvent:
+    head, compared = finding.headline, finding.compared
+    assert compared is not None
+    seasonal = compared.mode == "seasonal"
     ratio = f"{head.ratio}x" if head.ratio is not None else "from zero"
-    details: dict[str, Any] = {"grain": grain, "history_days": str(baseline.history_days),
-                               "factor": str(factor)}
+    details: dict[str, Any] = {
+        "grain": grain, "history_days": str(compared.history_days), "factor": str(factor),
+        "baseline_mode": compared.mode, "window_minutes": str(compared.minutes),
+        "window": f"{compared.start:%H:%M}-{compared.end:%H:%M}", "day_kind": compared.day_kind,
+        "centre": compared.centre_name,
+        "history": ",".join(str(v) for v in compared.history_values(head.metric)),
+    }
+    if finding.p_value is not None:
+        details["p_value"] = f"{finding.p_value:.2e}"
     for figure in finding.figures:
         details[f"{figure.metric}.observed"] = str(figure.observed)
         details[f"{figure.metric}.baseline"] = str(figure.baseline.quantize(Decimal("0.000001")))
         details[f"{figure.metric}.ratio"] = str(figure.ratio) if figure.ratio is not None else ""
+    if seasonal:
+        explanation = spike_explanation(finding)
+        details["compared"] = explanation
+        title = f"{key_scope or wrapped_key_id}: {_METRIC_WORDS[head.metric]} {explanation}"
+        summary = (f"{explanation[0].upper()}{explanation[1:]}. Alerting at {factor}x"
+                   + (f" and p < {significance:g} under Poisson noise." if significance else "."))
+    else:
+        what = "the last hour" if grain == "hour" else "today so far"
+        base = "average hour" if grain == "hour" else "average day"
+        title = (f"{key_scope or wrapped_key_id}: {_METRIC_WORDS[head.metric]} {ratio} the "
+                 f"7-day {base}")
+        summary = (f"{_METRIC_WORDS[head.metric]} in {what}: {_fmt(head.observed)} against an "
+                   f"{base} of {_fmt(head.baseline)} over {compared.history_days} days "
+                   f"(alerting at {factor}x).")
     return AlertEvent(
         alert_id=AlertEvent.make_id(AlertKind.SPIKE, wrapped_key_id, period, grain),
         kind=AlertKind.SPIKE, severity=Severity.WARNING, detected_at=at,
         wrapped_key_id=wrapped_key_id, key_scope=key_scope, tags=tags,
-        title=f"{key_scope or wrapped_key_id}: {_METRIC_WORDS[head.metric]} {ratio} the 7-day "
-              f"{base}"[:300],
-        summary=(f"{_METRIC_WORDS[head.metric]} in {what}: {_fmt(head.observed)} against an "
-                 f"{base} of {_fmt(head.baseline)} over {baseline.history_days} days "
-                 f"(alerting at {factor}x)."),
+        title=title[:300], summary=summary[:2000],
         period=period, metric=head.metric, observed=head.observed,
         baseline=head.baseline.quantize(Decimal("0.000000001")), ratio=head.ratio,
         threshold=factor, details=details,

@@ -2,8 +2,9 @@
 state, run the per-key rules in event time, and emit alerts, anomalies, baselines and spend.
 
 Order (each batch; the ingest agent calls this only after the rows are in ClickHouse):
-  1. count every event into its key-hour bucket in the batch cache (a redelivered id is a no-op)
-     and evaluate the rules at each hour the key's clock passes and at the end of the batch;
+  1. count every event, in stream (offset) order, into its key-hour bucket in the batch cache (a
+     redelivered id is a no-op) and run the rules at that event in event time (the spike rule on
+     a fixed 5-minute grid, `spike_watch.py`), so batch boundaries never change an alert;
   2. publish the alerts (alerts.v1, then the `alerts` table) and write anomalies and baselines;
   3. write the state to the faust tables (changelogs; faust flushes them before it commits);
   4. publish each touched key's spend to usage.spend.v1 (compacted, key = wrapped_key_id);
@@ -28,17 +29,17 @@ from pipelines.alerts.emitter import AlertEmitter
 from pipelines.detect.budget import day_period, month_period, newly_crossed
 from pipelines.detect.first_use import is_first_use
 from pipelines.detect.spike import (
+    BASELINE_MODES,
     Baseline,
     baseline_from_days,
     counts_as_history,
-    detect_spike,
-    spike_transition,
 )
+from pipelines.detect.spike_watch import SpikeWatch
 from pipelines.detect.unknown_price import unknown_models
 from pipelines.pricing import PricedRequest
 from pipelines.registry import RegistryView
-from pipelines.rollups.state import DAY, KeyRecord, KeyStateStore, day_start, hour_start
-from pipelines.rollups.volume import Volume
+from pipelines.rollups.state import DAY, KeyRecord, KeyStateStore, day_start
+from pipelines.rollups.volume import ZERO, Volume
 from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import ClickHouseSink, now_version
 from pipelines.watchdog import slow_step
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 ANOMALY_COLUMNS = (
     "alert_id", "detected_at", "wrapped_key_id", "key_scope", "rule", "grain", "period", "metric",
     "observed", "baseline", "ratio", "factor", "history_days", "row_version",
+    "baseline_mode", "window_minutes", "day_kind", "centre", "history", "p_value",
 )  # fmt: skip
 BASELINE_COLUMNS = (
     "day", "wrapped_key_id", "history_days", "avg_daily_requests", "avg_daily_tokens",
@@ -67,16 +69,32 @@ _Q9 = Decimal("0.000000001")
 class DetectConfig:
     allowed_lateness: timedelta = timedelta(hours=1)
     spike_factor: Decimal = Decimal(2)
-    min_requests_hour: int = 50
+    min_requests_hour: int = 10
     min_requests_day: int = 500
     cooldown: timedelta = timedelta(hours=6)
-    min_history_days: int = 3
+    min_history_days: int = 7
     budget_thresholds: tuple[int, ...] = (50, 80, 100)
     first_use_grace: timedelta = timedelta(hours=1)
+    baseline_mode: str = "seasonal"
+    significance: float = 0.00001
+    windows_minutes: tuple[int, ...] = (15, 60, 180)
+    lookback_days: int = 28
+
+    def __post_init__(self) -> None:
+        if self.baseline_mode not in BASELINE_MODES:
+            raise ValueError(f"baseline mode must be one of {BASELINE_MODES}, "
+                             f"got {self.baseline_mode!r}")
+        if not self.windows_minutes or any(m <= 0 or m % 5 for m in self.windows_minutes):
+            raise ValueError(f"spike windows must be positive multiples of 5 minutes, "
+                             f"got {self.windows_minutes}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DetectConfig:
         return cls(
+            baseline_mode=settings.analytics_spike_baseline,
+            significance=settings.analytics_spike_significance,
+            windows_minutes=settings.spike_windows_minutes,
+            lookback_days=min(28, settings.analytics_state_retention_days - 2),
             allowed_lateness=timedelta(seconds=settings.analytics_allowed_lateness_seconds),
             spike_factor=Decimal(str(settings.analytics_spike_factor)),
             min_requests_hour=settings.analytics_spike_min_requests_hour,
@@ -117,6 +135,7 @@ class KeyAnalyzer:
         self.config = config
         self.policy_of = policy_of
         self.stats = AnalyticsStats()
+        self.spikes = SpikeWatch(store, config)
 
     def analyze(self, partition: int, key: str, items: Sequence[PricedRequest],
                 out: BatchOutput) -> None:
@@ -126,8 +145,8 @@ class KeyAnalyzer:
         record.tags = {"scope": last.key_scope, "tags": last.tags.model_dump()}
         store.touch(partition, key)
         policy = self.policy_of(key)
-        checked_hour = hour_start(record.watermark) if record.watermark else None
-        for item in sorted(items, key=lambda i: i.event.occurred_at):
+        self.spikes.begin(partition, key)
+        for item in items:  # stream order: the rules see the events as the partition holds them
             event, at = item.event, item.event.occurred_at
             if record.watermark and at < record.watermark - config.allowed_lateness:
                 self.stats.late += 1  # stored in ClickHouse; too late for the faust state
@@ -141,6 +160,8 @@ class KeyAnalyzer:
                 self.stats.counted += 1
             else:
                 self.stats.duplicates += 1
+            if record.baseline_day != f"{record.watermark:%Y-%m-%d}":
+                self._baseline_row(partition, key, record, day_start(at), out)
             # A model counts as used when it answered; a refused or failed request names a
             # model the key did not get to use. Snapshots (gpt-4o-2024-08-06) are the model.
             model = canonical_model(event.requested_model or event.served_model or "") if (
@@ -158,12 +179,12 @@ class KeyAnalyzer:
             elif (counted and policy is not None
                   and event.rejection_reason is RejectionReason.BUDGET_EXCEEDED):
                 self._budget(partition, key, record, policy, at, out, refused=True)
-            if checked_hour is not None and hour_start(at) != checked_hour:
-                self._spikes(partition, key, record, at, out)
-            checked_hour = hour_start(at)
+            self.spikes.on_event(
+                partition, key, record, at,
+                Volume(1, event.usage.total_tokens, item.priced.cost_usd or ZERO)
+                if counted else None, out)
         if record.watermark is None:
             return
-        self._spikes(partition, key, record, record.watermark, out)
         out.spend.append(self._spend(partition, key, record))
 
     # -- rules ---------------------------------------------------------------------------
@@ -223,66 +244,14 @@ class KeyAnalyzer:
             )
         return baseline_from_days(days, self.config.min_history_days)
 
-    def _spikes(self, partition: int, key: str, record: KeyRecord, now: datetime,
-                out: BatchOutput) -> None:
-        config = self.config
-        today = day_start(now)
+    def _baseline_row(self, partition: int, key: str, record: KeyRecord, today: datetime,
+                      out: BatchOutput) -> None:
+        """The flat 7-day averages of the key, once per key and UTC day (`key_baselines`)."""
+        today = day_start(record.watermark) if record.watermark else today
+        record.baseline_day = f"{today:%Y-%m-%d}"  # history days do not change during the day
         baseline = self.baseline(partition, key, record, today)
-        if baseline is not None and record.baseline_day != f"{today:%Y-%m-%d}":
-            record.baseline_day = f"{today:%Y-%m-%d}"
+        if baseline is not None:
             out.baselines.append(_baseline_row(key, today, baseline))
-        scope, tags = record.tags.get("scope", ""), _tags(record)
-        for grain in ("hour", "day"):
-            slot = f"spike:{grain}"
-            facts = record.open_alerts.get(slot)
-            if grain == "day" and facts is not None:
-                continue  # the day so far only grows: a day alert resolves when the day ends
-            finding = None
-            if baseline is not None:
-                if grain == "hour":
-                    observed = self.store.trailing_hour(partition, key, now)
-                    average, minimum = baseline.hourly, config.min_requests_hour
-                else:
-                    observed = self.store.day_volume(partition, key, today, now)
-                    average, minimum = baseline.daily, config.min_requests_day
-                finding = detect_spike(observed, average, factor=config.spike_factor,
-                                       min_requests=minimum)
-            last_resolved = record.resolved_at.get(slot) if grain == "hour" else None
-            action = spike_transition(
-                is_open=facts is not None, finding=finding, now=now,
-                last_resolved_at=datetime.fromisoformat(last_resolved) if last_resolved else None,
-                cooldown=config.cooldown)
-            if action == "open":
-                assert finding is not None and baseline is not None
-                period = (f"hour:{now:%Y-%m-%dT%H:%M}" if grain == "hour"
-                          else day_period(f"{today:%Y-%m-%d}"))
-                alert = build.spike_alert(
-                    wrapped_key_id=key, key_scope=scope, tags=tags, grain=grain, period=period,
-                    finding=finding, baseline=baseline, factor=config.spike_factor, at=now)
-                # One Slack thread per key and day: the first spike alert of the day starts
-                # it, later ones (the day-grain headline, a second hour) reply in it.
-                day = f"{today:%Y-%m-%d}"
-                if record.spike_episode.get("day") == day:
-                    alert = alert.model_copy(update={"details": {
-                        **alert.details, "thread_with": record.spike_episode["id"]}})
-                else:
-                    record.spike_episode = {"day": day, "id": str(alert.alert_id)}
-                out.alerts.append(alert)
-                record.open_alerts[slot] = build.facts_of(alert)
-                version = now_version()
-                out.anomalies.extend(
-                    (alert.alert_id, now, key, scope, "spike", grain, period, figure.metric,
-                     figure.observed.quantize(_Q9), figure.baseline.quantize(_Q9), figure.ratio,
-                     config.spike_factor, baseline.history_days, version)
-                    for figure in finding.figures
-                )
-            elif action == "resolve":
-                assert facts is not None
-                out.alerts.append(build.resolved(
-                    facts, at=now, wrapped_key_id=key, key_scope=scope, tags=tags,
-                    summary=f"Back under {config.spike_factor}x the 7-day average."))
-                del record.open_alerts[slot]
-                record.resolved_at[slot] = now.isoformat()
 
     def _spend(self, partition: int, key: str, record: KeyRecord) -> SpendEvent:
         assert record.watermark is not None
@@ -341,6 +310,8 @@ class AnalyticsStep:
         for item in stored:
             partition = sources[item.event.event_id].partition
             groups.setdefault((partition, item.event.wrapped_key_id), []).append(item)
+        for items in groups.values():  # offset order, as the partition holds them
+            items.sort(key=lambda i: sources[i.event.event_id].offset)
         out = BatchOutput()
         try:
             # 1. count and detect, in the batch cache
@@ -367,7 +338,7 @@ class AnalyticsStep:
             async with slow_step("confirm the state changelogs"):
                 await self.store.tables.confirm()
         except BaseException:
-            self.store.reset()  # the batch will be redelivered; start from the tables again
+            self.store.reset(abandoned=True)  # the batch is redelivered; start from the tables
             raise
         # 4. spend for the gateways
         async with slow_step("publish spend"):

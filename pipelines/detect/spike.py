@@ -1,32 +1,103 @@
-"""Spike rule: a key's volume at `factor` times (2x by default) its rolling 7-day average.
+"""Spike rule as pure functions: which past days a key is compared with, the robust centre of
+their same-clock-time windows, the thresholds (factor, absolute floor, Poisson significance) and
+the finding. `pipelines/detect/spike_watch.py` applies them in event time.
 
-Baseline: the 7 complete UTC days before the current day. A day counts as history only if the
-key had already been seen by the end of that day's first hour (a key created mid-afternoon
-does not get a half day that would make tomorrow look like a spike).
-Rule for short histories: with fewer than `min_history_days` history days there is no spike rule
-for the key (a ramp-up is not a spike; budget caps still protect it); from `min_history_days` to
-7 days the average is taken over the days that exist.
-Grains: the trailing 60 minutes against the average hourly rate (history / (days * 24)), and the
-day so far against the average day. A minimum request volume in the observed span keeps quiet
-keys from paging. Requests, tokens and cost are all checked; the finding's headline metric is the
-one with the highest ratio (a metric that rose from a zero baseline ranks highest).
+Seasonal mode (the default). A window of today (the trailing 15 minutes, hour or 3 hours, and the
+day so far) is compared with the same clock-time window on past days: for a key whose weekends
+differ from its weekdays (by 30% or more in volume), the last 7 days of the same kind (weekday or
+weekend, UTC) once 3 weekdays, or one weekend, exist in the lookback; else the
+last 7 days whatever their kind (a daily batch job is then known after 4 runs of 7). A day counts
+as history only if the key had been seen by the end of that day's first hour. The centre is the
+median of those windows, so one past surge does not raise it; while the key has less than 14
+days of history it is the highest of them, so a ramp-up is not a spike (and with the default
+`min_history_days` of 7, a key's first week raises no spike alert at all). Tokens and cost
+centres are that request count times the history's pooled figure per request.
+
+A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
+(scaled to the window's length), and its request count is significant against the history
+windows (p <= `alpha`, conditional test of two Poisson rates): a quiet key neither pages on noise
+nor hides a real surge. Tokens and cost are judged the same way, their significance read in
+units of twice the history's figure per request (requests differ in size, so a token or cost
+total is noisier than a request count).
+
+Flat mode (today's rule kept for those who want it): the trailing hour against the average hour
+of the last 7 days (history / (days * 24)), the day so far against the average day, no
+significance test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
+from pipelines.detect.significance import significant_count, surge_p_value
 from pipelines.rollups.volume import METRICS, Average, Volume
+
+SEASONAL, FLAT = "seasonal", "flat"
+BASELINE_MODES = (SEASONAL, FLAT)
+MEDIAN, UPPER, HIGHEST, MEAN = "median", "second-highest", "highest", "mean"
+WEEKDAY, WEEKEND, ANY_DAY = "weekday", "weekend", "day"
+HISTORY_WINDOWS = 7  # at most this many past days per baseline
+YOUNG_DAYS = 14  # a key with less history is still ramping up
+RHYTHM_BAND = (0.7, 1 / 0.7)  # weekend/weekday volume inside this band: no weekly rhythm
+# same-kind days enough to compare with them alone: 3 weekdays, or one weekend
+SAME_KIND_DAYS = {WEEKDAY: 3, WEEKEND: 2}
+SIZE_SPREAD = 2  # tokens and cost vary per request: their noise is judged in units this large
+_SMALLEST = {"requests": Decimal(1), "tokens": Decimal(1), "cost_usd": Decimal("0.000000001")}
 
 
 @dataclass(frozen=True)
 class Baseline:
+    """The flat 7-day averages (the `key_baselines` row, and flat mode's centre)."""
+
     history_days: int
     daily: Average
     hourly: Average
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    """Which past days a key is compared with today, and how their windows are combined."""
+
+    days: tuple[datetime, ...]  # day starts, newest first
+    day_kind: str  # weekday | weekend | day (any kind)
+    centre: str  # median | highest | mean
+
+
+@dataclass(frozen=True)
+class WindowBaseline:
+    """What one window of today is compared with: the same window on each history day."""
+
+    mode: str
+    grain: str  # hour | day
+    start: datetime  # today's window [start, end)
+    end: datetime
+    day_kind: str
+    centre_name: str
+    history: tuple[Volume, ...]  # newest first; empty in flat mode
+    centre: Average
+    history_days: int = 0
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start).total_seconds() // 60)
+
+    def history_values(self, metric: str) -> tuple[Decimal, ...]:
+        return tuple(volume.metric(metric) for volume in self.history)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per metric: (requests needed, figure needed) for the window to be a spike."""
+
+    by_metric: dict[str, tuple[int, Decimal]]
+
+    def triggered(self, observed: Volume) -> list[str]:
+        return [name for name, (requests, figure) in self.by_metric.items()
+                if observed.requests >= requests and observed.metric(name) >= figure]
 
 
 @dataclass(frozen=True)
@@ -41,6 +112,63 @@ class MetricFigure:
 class SpikeFinding:
     headline: MetricFigure
     figures: tuple[MetricFigure, ...]
+    compared: WindowBaseline | None = None
+    p_value: float | None = None
+
+
+# --- which days ----------------------------------------------------------------------------
+
+
+def counts_as_history(first_seen: datetime, day_start: datetime) -> bool:
+    """Whether a key first seen at `first_seen` had that whole day (see module docstring)."""
+    return first_seen < day_start + timedelta(hours=1)
+
+
+def day_kind(day: datetime) -> str:
+    return WEEKEND if day.weekday() >= 5 else WEEKDAY
+
+
+def weekly_rhythm(day_requests: dict[datetime, int]) -> bool:
+    """Whether a key's weekends differ from its weekdays (mean requests per day off by 30% or
+    more), judged on its history days; a key without that rhythm is compared with all days."""
+    weekdays = [n for day, n in day_requests.items() if day_kind(day) == WEEKDAY]
+    weekends = [n for day, n in day_requests.items() if day_kind(day) == WEEKEND]
+    if len(weekdays) < 3 or not weekends:
+        return False
+    weekday_mean = sum(weekdays) / len(weekdays)
+    weekend_mean = sum(weekends) / len(weekends)
+    if weekday_mean == 0:
+        return weekend_mean > 0
+    return not RHYTHM_BAND[0] <= weekend_mean / weekday_mean <= RHYTHM_BAND[1]
+
+
+def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_history_days: int,
+                 lookback_days: int = 28,
+                 day_requests: Callable[[datetime], int] | None = None) -> HistoryPlan | None:
+    """The history days for `today` (a UTC day start), or None before `min_history_days`.
+
+    `day_requests` gives a past day's request count (to see whether the key has a weekly
+    rhythm); without it, weekdays and weekends are always told apart.
+    """
+    recent = [today - timedelta(days=back) for back in range(1, HISTORY_WINDOWS + 1)]
+    recent = [day for day in recent if counts_as_history(first_seen, day)]
+    if len(recent) < min_history_days:
+        return None
+    if mode == FLAT:
+        return HistoryPlan(tuple(recent), ANY_DAY, MEAN)
+    history = [today - timedelta(days=back) for back in range(1, lookback_days + 1)]
+    history = [day for day in history if counts_as_history(first_seen, day)]
+    # the first two weeks: the highest window, so that a ramp-up is not a spike
+    centre = HIGHEST if len(history) < YOUNG_DAYS else MEDIAN
+    kind = day_kind(today)
+    same = [day for day in history if day_kind(day) == kind]
+    enough = min(min_history_days, SAME_KIND_DAYS[kind])
+    # judged on days no late event can change any more (yesterday can, in today's first hour)
+    settled = [day for day in history if day <= today - timedelta(days=2)]
+    rhythm = day_requests is None or weekly_rhythm({day: day_requests(day) for day in settled})
+    if rhythm and len(same) >= enough:
+        return HistoryPlan(tuple(same[:HISTORY_WINDOWS]), kind, centre)
+    return HistoryPlan(tuple(recent), ANY_DAY, centre)
 
 
 def baseline_from_days(days: Sequence[Volume | None], min_history_days: int) -> Baseline | None:
@@ -56,9 +184,74 @@ def baseline_from_days(days: Sequence[Volume | None], min_history_days: int) -> 
     )
 
 
-def counts_as_history(first_seen: datetime, day_start: datetime) -> bool:
-    """Whether a key first seen at `first_seen` had that whole day (see module docstring)."""
-    return first_seen < day_start + timedelta(hours=1)
+# --- the centre and the thresholds ---------------------------------------------------------
+
+
+def _median(values: list[Decimal]) -> Decimal:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def robust_centre(history: Sequence[Volume], centre: str) -> Average:
+    """The usual figures of the history windows: the median (or highest, or mean) request
+    count, and tokens and cost as that count times the history's pooled figure per request (a
+    per-metric median of small windows would mix windows of different request counts)."""
+    if not history:
+        return Average()
+    counts = [Decimal(volume.requests) for volume in history]
+    if centre == HIGHEST or (centre == UPPER and len(counts) < 4):
+        requests = max(counts)
+    elif centre == UPPER:
+        requests = sorted(counts)[-2]
+    elif centre == MEAN:
+        requests = sum(counts, Decimal(0)) / len(counts)
+    else:
+        requests = _median(counts)
+    total = sum(history, Volume())
+    if total.requests == 0:
+        return Average(requests, Decimal(0), Decimal(0))
+    return Average(requests, requests * total.tokens / total.requests,
+                   requests * total.cost_usd / total.requests)
+
+
+def _ceil(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+
+def thresholds(base: WindowBaseline, *, factor: Decimal, floor: int,
+               alpha: float | None) -> Thresholds:
+    """What today's window needs to be a spike (see the module docstring).
+
+    `floor` is already scaled to the window; `alpha` None means no significance test (flat).
+    """
+    centre = base.centre
+    needed_by_noise = needed_by_size = 1
+    if alpha is not None and base.history:
+        windows = len(base.history)
+        total = float(centre.requests) * windows
+        needed_by_noise = significant_count(total, windows, alpha,
+                                            start=_ceil(centre.requests) + 1)
+        # tokens and cost: a compound count (requests of varying size), read in units of
+        # SIZE_SPREAD x the usual figure per request
+        needed_by_size = significant_count(total / SIZE_SPREAD, windows, alpha,
+                                           start=_ceil(centre.requests / SIZE_SPREAD) + 1)
+    least = max(floor, 1)
+    by_metric: dict[str, tuple[int, Decimal]] = {}
+    for name in METRICS:
+        usual = centre.metric(name)
+        if usual == 0:  # from zero: any figure, once the requests are many and significant
+            by_metric[name] = (max(least, needed_by_noise), _SMALLEST[name])
+        elif name == "requests":
+            needed = max(_ceil(factor * usual), least, needed_by_noise)
+            by_metric[name] = (needed, Decimal(needed))
+        else:
+            per_request = usual / centre.requests
+            by_metric[name] = (least, max(factor * usual,
+                                          needed_by_size * SIZE_SPREAD * per_request))
+    return Thresholds(by_metric)
 
 
 def _ratio(observed: Decimal, baseline: Decimal) -> Decimal | None:
@@ -67,25 +260,47 @@ def _ratio(observed: Decimal, baseline: Decimal) -> Decimal | None:
     return (observed / baseline).quantize(Decimal("0.0001"))
 
 
+def finding_for(observed: Volume, base: WindowBaseline, triggered: Sequence[str]) -> SpikeFinding:
+    """The figures of a window that triggered; the headline is the triggered metric with the
+    highest ratio (a metric that rose from a zero baseline ranks highest)."""
+    figures = tuple(
+        MetricFigure(name, observed.metric(name), base.centre.metric(name),
+                     _ratio(observed.metric(name), base.centre.metric(name)))
+        for name in METRICS)
+    candidates = [f for f in figures if f.metric in triggered]
+    headline = max(candidates, key=lambda f: (f.ratio is None, f.ratio or Decimal(0)))
+    p_value = None
+    if base.history:
+        total = float(base.centre.requests) * len(base.history)
+        p_value = surge_p_value(observed.requests, total, len(base.history))
+    return SpikeFinding(headline=headline, figures=figures, compared=base, p_value=p_value)
+
+
+def scaled_floor(per_hour: int, minutes: int) -> int:
+    """The hourly request floor for a window of `minutes` (at least 1 request)."""
+    return max(1, math.ceil(per_hour * minutes / 60))
+
+
 def detect_spike(
     observed: Volume, average: Average, *, factor: Decimal, min_requests: int
 ) -> SpikeFinding | None:
-    """A finding when any metric reaches `factor` x its average and volume is high enough."""
+    """Flat mode's rule: any metric at `factor` x its average, with volume high enough."""
     if observed.requests < max(min_requests, 1):
         return None
-    figures = []
     triggered = []
     for name in METRICS:
-        value, base = observed.metric(name), average.metric(name)
-        ratio = _ratio(value, base)
-        figure = MetricFigure(name, value, base, ratio)
-        figures.append(figure)
+        value, usual = observed.metric(name), average.metric(name)
+        ratio = _ratio(value, usual)
         if (ratio is None and value > 0) or (ratio is not None and ratio >= factor):
-            triggered.append(figure)
+            triggered.append(name)
     if not triggered:
         return None
-    headline = max(triggered, key=lambda f: (f.ratio is None, f.ratio or Decimal(0)))
-    return SpikeFinding(headline=headline, figures=tuple(figures))
+    figures = tuple(MetricFigure(name, observed.metric(name), average.metric(name),
+                                 _ratio(observed.metric(name), average.metric(name)))
+                    for name in METRICS)
+    headline = max((f for f in figures if f.metric in triggered),
+                   key=lambda f: (f.ratio is None, f.ratio or Decimal(0)))
+    return SpikeFinding(headline=headline, figures=figures)
 
 
 def spike_transition(
@@ -95,7 +310,8 @@ def spike_transition(
     """'open', 'resolve' or None for one grain's alert, given the newest finding.
 
     An open alert stays open (one alert per episode) until the figures fall back under the
-    factor; a new episode may open only once `cooldown` has passed since the last one resolved.
+    thresholds; a new episode may open only once `cooldown` has passed since the last one
+    resolved.
     """
     if is_open:
         return "resolve" if finding is None else None

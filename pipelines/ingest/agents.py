@@ -8,6 +8,7 @@ batch whose processing fails or is cancelled is never acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,17 +17,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
+from clickhouse_connect.driver.exceptions import OperationalError
+from faust.types import TP
 
 from pipelines.ingest import offsets
+from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
 from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger
 from pipelines.pricing import PricedRequest, price
-from pipelines.sinks.clickhouse import ClickHouseSink, dead_letter_row, now_version, request_row
+from pipelines.sinks.clickhouse import (
+    DEAD_LETTER_COLUMNS,
+    ClickHouseSink,
+    dead_letter_row,
+    now_version,
+    request_row,
+)
 from pipelines.topics import PipelineTopics
 from pipelines.watchdog import slow_step
 from schemas.pricing import PricingCatalog
 
 log = logging.getLogger(__name__)
+
+# request_dead_letters rows of a whole batch (an offset range), migration 0070.
+BATCH_DEAD_LETTER_COLUMNS = (*DEAD_LETTER_COLUMNS, "source_last_offset")
 
 # A hook gets the stored requests and, by event_id, the Kafka record each came from.
 StoredHook = Callable[[Sequence[PricedRequest], Mapping[Any, "RawRecord"]], Awaitable[None]]
@@ -48,6 +62,7 @@ class IngestStats:
     received: int = 0
     stored: int = 0
     dead_lettered: int = 0
+    undecodable_batches: int = 0  # record batches dead-lettered as a range (never decoded)
 
 
 @dataclass
@@ -59,6 +74,7 @@ class IngestProcessor:
     request_sink: ClickHouseSink
     dead_letter_sink: ClickHouseSink
     publish_dead_letter: Callable[[bytes | None, bytes], Awaitable[None]]
+    batch_dead_letter_sink: ClickHouseSink | None = None
     after_store: list[StoredHook] = field(default_factory=list)
     stats: IngestStats = field(default_factory=IngestStats)
 
@@ -132,6 +148,31 @@ class IngestProcessor:
         self.stats.dead_lettered += len(dead)
 
 
+    async def dead_letter_batches(self, batches: Sequence[UndecodableBatch]) -> None:
+        """Record batches nobody could decode: one DLQ envelope and one `request_dead_letters`
+        row (its offset range) each, stored before the caller moves past their offsets."""
+        rows = []
+        for batch in batches:
+            envelope = {
+                "schema": "llm.request.dead_letter.v1",
+                "reason": batch.reason,
+                "detail": batch.detail,
+                "source": {"topic": batch.topic, "partition": batch.partition,
+                           "offset": batch.first_offset, "last_offset": batch.last_offset},
+                "value": "",
+            }
+            await self.publish_dead_letter(None, json.dumps(envelope).encode())
+            meta = DeadLetterRecord(reason=batch.reason, detail=batch.detail,
+                                    source_topic=batch.topic, source_partition=batch.partition,
+                                    source_offset=batch.first_offset)
+            rows.append((*dead_letter_row(meta, None), batch.last_offset))
+        sink = self.batch_dead_letter_sink
+        refused = await sink.write(rows) if sink is not None else []
+        for _row, message in refused:  # the DLQ topic still holds the envelope
+            log.error("request_dead_letters refused a batch row: %s", message)
+        self.stats.undecodable_batches += len(batches)
+
+
 Committed = Callable[[set[Any]], Awaitable[Mapping[Any, int | None]]]
 
 
@@ -144,10 +185,44 @@ def raw(message: Any) -> RawRecord:
 def register_ingest(
     app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
+    undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
+    ledger: OffsetLedger | None = None,
 ) -> faust.types.AgentT:
-    """Attach the ingest agent to `app`."""
+    """Attach the ingest agent to `app`. Batches the fetchers could not decode (reported to
+    `undecodable`) are dead-lettered before the ledger moves past them, by the agent or a timer."""
 
-    ledger = OffsetLedger(topics.requests.get_topic_name())
+    ledger = ledger or OffsetLedger(topics.requests.get_topic_name())
+    batch_lock = asyncio.Lock()  # one batch, gap or settlement at a time
+
+    async def settle_undecodable() -> None:
+        """Dead-letter the batches the fetchers stepped over; then the ledger may pass them."""
+        if undecodable is None:
+            return
+        batches = undecodable.take()
+        if not batches:
+            return
+        try:
+            async with slow_step("dead-letter undecodable batches"):
+                await processor.dead_letter_batches(batches)
+        except BaseException:
+            undecodable.put_back(batches)
+            raise
+        for batch in batches:
+            if batch.topic == ledger.topic:
+                ledger.stepped_over(TP(batch.topic, batch.partition), batch.first_offset,
+                                    batch.last_offset + 1)
+
+    @app.timer(settle_every)
+    async def settle_idle_partitions() -> None:
+        # An undecodable batch at the end of a partition is followed by no record that would
+        # bring the agent round: it is settled here (a timer that raises crashes the app).
+        if undecodable is None or batch_lock.locked():
+            return
+        try:
+            async with batch_lock:
+                await settle_undecodable()
+        except (OperationalError, KafkaError, OSError) as exc:
+            log.warning("undecodable batches not dead-lettered this round: %s", exc)
 
     @app.on_partitions_assigned.connect
     async def restart_ledger(app: faust.App, assigned: Any = None, **_kw: Any) -> None:
@@ -174,36 +249,45 @@ def register_ingest(
                 log.info("%s was reassigned while its gap was read; leaving the rest", tp)
                 return
             await processor.process([raw(record) for record in chunk])
+            await settle_undecodable()  # a batch the gap reader stepped over, before passing it
             ledger.stored_through(tp, chunk[-1].offset + 1)
+        await settle_undecodable()
         ledger.stored_through(tp, gap.end)
 
     @app.agent(topics.requests, name="keywarden.ingest")
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_rows, within=batch_seconds):
-            # take_events acknowledges a batch in a `finally`, even when processing it failed or
-            # was cancelled (a SIGTERM during a ClickHouse outage). That is harmless: offsets are
-            # committed from the ledger, which moves only once a batch is stored.
-            by_partition: dict[Any, list[int]] = {}
-            for event in events:
-                by_partition.setdefault(event.message.tp, []).append(event.message.offset)
-            new = {tp for tp in by_partition if not ledger.knows(tp)}
-            if new:
-                await begin(new)
-            admitted: dict[Any, set[int]] = {}
-            gaps: dict[Any, Gap] = {}
-            for tp, offsets_of_tp in by_partition.items():
-                fresh, gap = ledger.plan(tp, offsets_of_tp)
-                admitted[tp] = set(fresh)
-                if gap is not None:
-                    gaps[tp] = gap
-            records = [raw(event.message) for event in events
-                       if event.message.offset in admitted[event.message.tp]]
-            if records:
-                await processor.process(records)
-            for tp, fresh_offsets in admitted.items():
-                if fresh_offsets:
-                    ledger.stored_through(tp, max(fresh_offsets) + 1)
-            for tp, gap in gaps.items():
-                await read_gap(tp, gap)
+            async with batch_lock:
+                await ingest_batch(events)
+
+    async def ingest_batch(events: Sequence[Any]) -> None:
+        # take_events acknowledges a batch in a `finally`, even when processing it failed or
+        # was cancelled (a SIGTERM during a ClickHouse outage). That is harmless: offsets are
+        # committed from the ledger, which moves only once a batch is stored.
+        by_partition: dict[Any, list[int]] = {}
+        for event in events:
+            by_partition.setdefault(event.message.tp, []).append(event.message.offset)
+        new = {tp for tp in by_partition if not ledger.knows(tp)}
+        if new:
+            await begin(new)
+        # The fetcher reports a batch it stepped over before it delivers the records after
+        # it: settled first, the ledger sees no hole where that batch was.
+        await settle_undecodable()
+        admitted: dict[Any, set[int]] = {}
+        gaps: dict[Any, Gap] = {}
+        for tp, offsets_of_tp in by_partition.items():
+            fresh, gap = ledger.plan(tp, offsets_of_tp)
+            admitted[tp] = set(fresh)
+            if gap is not None:
+                gaps[tp] = gap
+        records = [raw(event.message) for event in events
+                   if event.message.offset in admitted[event.message.tp]]
+        if records:
+            await processor.process(records)
+        for tp, fresh_offsets in admitted.items():
+            if fresh_offsets:
+                ledger.stored_through(tp, max(fresh_offsets) + 1)
+        for tp, gap in gaps.items():
+            await read_gap(tp, gap)
 
     return ingest

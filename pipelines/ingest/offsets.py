@@ -89,6 +89,14 @@ class OffsetLedger:
         if tp in self.partitions and end > self.partitions[tp]:
             self.partitions[tp] = end
 
+    def stepped_over(self, tp: Any, start: int, end: int) -> None:
+        """Offsets `start`..`end - 1` are one undecodable batch, already dead-lettered: a ledger
+        standing inside it moves to its end (one standing before it waits for the records in
+        between, which are processed or read as a gap first)."""
+        position = self.partitions.get(tp)
+        if position is not None and start <= position < end:
+            self.partitions[tp] = end
+
     def committable(self, tp: Any) -> int | None:
         return self.partitions.get(tp)
 

@@ -6,7 +6,9 @@ either that record reached the changelog (then the recovered bucket already list
 event ids and counting them again is a no-op) or it did not (then the count was lost with it and
 counting again is right). The bucket is written only in the after-store step, so an id is never
 marked seen before its row is in ClickHouse. Everything else (`KeyRecord`: watermark, models seen,
-alert state) is idempotent to re-apply. Day, month and 7-day figures are sums of hour buckets.
+alert state) is idempotent to re-apply. Day, month and 7-day figures are sums of hour buckets;
+the seasonal spike baseline reads 5-minute-aligned windows of past days (`window_volume`), which
+stay exact after the per-minute detail is coarsened to 5-minute slots (`HourBucket.strip`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pipelines.rollups.volume import ZERO, Volume
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 SEEN_IDS_DAYS = 8  # ids are kept for the 7-day window plus a day; counters for the retention
+SLOT_MINUTES = 5  # the spike rule's event-time grid; stripped buckets keep counters per slot
+_CLOSED_CACHE_LIMIT = 200_000  # closed hours' slot sums kept per process (a bounded cache)
 
 
 def hour_start(at: datetime) -> datetime:
@@ -89,9 +93,33 @@ class HourBucket:
         return total
 
     def strip(self) -> None:
-        """Drop the per-minute detail and seen ids once the hour left the 7-day window."""
-        self.minutes.clear()
+        """Drop the seen ids once the hour left the 7-day window, and coarsen the per-minute
+        counters to 5-minute slots (keyed by their first minute): every 5-minute-aligned window
+        the spike baseline reads keeps its exact volume for the whole retention."""
+        slots: dict[int, list[Any]] = {}
+        for minute, (requests, tokens, cost) in self.minutes.items():
+            slot = slots.setdefault(minute - minute % SLOT_MINUTES, [0, 0, ZERO])
+            slot[0] += requests
+            slot[1] += tokens
+            slot[2] += cost
+        self.minutes = slots
         self.seen.clear()
+
+    def slot_sums(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[Decimal, ...]]:
+        """Cumulative (requests, tokens, cost) at each 5-minute boundary of the hour: entry i is
+        the volume of minutes [0, 5 * i), so entry 12 is the whole hour."""
+        per_slot: list[list[Any]] = [[0, 0, ZERO] for _ in range(60 // SLOT_MINUTES)]
+        for minute, (requests, tokens, cost) in self.minutes.items():
+            slot = per_slot[minute // SLOT_MINUTES]
+            slot[0] += requests
+            slot[1] += tokens
+            slot[2] += cost
+        requests_at, tokens_at, cost_at = [0], [0], [ZERO]
+        for requests, tokens, cost in per_slot:
+            requests_at.append(requests_at[-1] + requests)
+            tokens_at.append(tokens_at[-1] + tokens)
+            cost_at.append(cost_at[-1] + cost)
+        return tuple(requests_at), tuple(tokens_at), tuple(cost_at)
 
     def encode(self) -> bytes:
         return json.dumps({
@@ -124,6 +152,7 @@ class KeyRecord:
     baseline_day: str = ""
     tags: dict[str, str] = field(default_factory=dict)  # latest scope and tags, for alerts
     spike_episode: dict[str, str] = field(default_factory=dict)  # {"day", "id"}: first spike
+    spike_point: str = ""  # the spike rule's current 5-minute event-time point (ISO)
 
     def observe(self, at: datetime) -> None:
         self.first_seen = min(self.first_seen, at) if self.first_seen else at
@@ -134,6 +163,7 @@ class KeyRecord:
             "first": _iso(self.first_seen), "wm": _iso(self.watermark), "models": self.models,
             "open": self.open_alerts, "resolved": self.resolved_at, "fired": self.fired,
             "baseline_day": self.baseline_day, "tags": self.tags, "episode": self.spike_episode,
+            "point": self.spike_point,
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -143,7 +173,7 @@ class KeyRecord:
             first_seen=_parse(doc["first"]), watermark=_parse(doc["wm"]), models=doc["models"],
             open_alerts=doc["open"], resolved_at=doc["resolved"], fired=doc["fired"],
             baseline_day=doc["baseline_day"], tags=doc.get("tags", {}),
-            spike_episode=doc.get("episode", {}),
+            spike_episode=doc.get("episode", {}), spike_point=doc.get("point", ""),
         )
 
 
@@ -171,6 +201,8 @@ class KeyStateStore:
         self._dirty_hours: set[bytes] = set()
         self._dirty_records: set[bytes] = set()
         self._closed_days: dict[tuple[int, str, datetime], Volume] = {}
+        self._closed_hours: dict[tuple[int, str, datetime], tuple[tuple[Any, ...], ...]] = {}
+        self._closed_windows: dict[tuple[int, str, datetime, datetime], Volume] = {}
         self.clock: datetime | None = None  # newest event time this process has counted
 
     # -- reading -------------------------------------------------------------------------
@@ -207,6 +239,8 @@ class KeyStateStore:
             return self._closed_days[cache_key]
         total = self.volume(partition, wrapped_key_id, day, day + DAY)
         if day + DAY + self.allowed_lateness < watermark:
+            if len(self._closed_days) >= _CLOSED_CACHE_LIMIT:
+                self._closed_days.clear()
             self._closed_days[cache_key] = total
         return total
 
@@ -230,6 +264,47 @@ class KeyStateStore:
             total = total + previous.minutes_volume(now.minute + 1, 59)
         return total
 
+    def _slot_sums(self, partition: int, wrapped_key_id: str, hour: datetime,
+                   watermark: datetime) -> tuple[tuple[Any, ...], ...] | None:
+        """An hour's cumulative 5-minute sums; hours no late event can reach are cached."""
+        cache_key = (partition, wrapped_key_id, hour)
+        if cache_key in self._closed_hours:
+            return self._closed_hours[cache_key]
+        found = self.bucket(partition, wrapped_key_id, hour)
+        sums = found.slot_sums() if found is not None and found.requests else None
+        if hour + HOUR + self.allowed_lateness < watermark:
+            if len(self._closed_hours) >= _CLOSED_CACHE_LIMIT:
+                self._closed_hours.clear()
+            self._closed_hours[cache_key] = sums
+        return sums
+
+    def window_volume(self, partition: int, wrapped_key_id: str, start: datetime,
+                      end: datetime, watermark: datetime) -> Volume:
+        """The counted volume of [start, end), both on the 5-minute grid (exact whether or not
+        the buckets were stripped). Windows no late event can reach any more are cached."""
+        cache_key = (partition, wrapped_key_id, start, end)
+        found = self._closed_windows.get(cache_key)
+        if found is not None:
+            return found
+        requests = tokens = 0
+        cost = ZERO
+        hour = hour_start(start)
+        while hour < end:
+            sums = self._slot_sums(partition, wrapped_key_id, hour, watermark)
+            if sums is not None:
+                first = 0 if start <= hour else (start - hour) // timedelta(minutes=SLOT_MINUTES)
+                last = 12 if end >= hour + HOUR else (end - hour) // timedelta(minutes=SLOT_MINUTES)
+                requests += sums[0][last] - sums[0][first]
+                tokens += sums[1][last] - sums[1][first]
+                cost += sums[2][last] - sums[2][first]
+            hour += HOUR
+        volume = Volume(requests, tokens, cost)
+        if end + self.allowed_lateness < watermark:
+            if len(self._closed_windows) >= _CLOSED_CACHE_LIMIT:
+                self._closed_windows.clear()
+            self._closed_windows[cache_key] = volume
+        return volume
+
     # -- writing -------------------------------------------------------------------------
     def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID, at: datetime,
               tokens: int, cost: Decimal | None) -> bool:
@@ -243,6 +318,7 @@ class KeyStateStore:
             return False
         self._dirty_hours.add(key)
         self._closed_days.pop((partition, wrapped_key_id, day_start(at)), None)
+        self._closed_hours.pop((partition, wrapped_key_id, hour), None)
         self.clock = max(self.clock, at) if self.clock else at
         return True
 
@@ -259,8 +335,13 @@ class KeyStateStore:
             self.tables.keys[key] = self._records[key].encode()
         self.reset()
 
-    def reset(self) -> None:
-        """Forget the batch cache (after a flush, or when a batch is abandoned)."""
+    def reset(self, abandoned: bool = False) -> None:
+        """Forget the batch cache (after a flush, or when a batch is abandoned: then also the
+        closed days and hours derived from counts that never reached the tables)."""
+        if abandoned:
+            self._closed_days.clear()
+            self._closed_hours.clear()
+            self._closed_windows.clear()
         self._hours.clear()
         self._records.clear()
         self._dirty_hours.clear()

@@ -2,6 +2,10 @@
 this gateway has served since that record's `as_of`, plus the worst-case cost of requests in
 flight. A request reserves its worst case before forwarding and settles to its real cost after.
 
+Replicas that do not see each other's requests (the workers of `gateway serve --workers N`) split
+what a key has left after its last spend record: each holds 1/`gateway_budget_shares` of it, so
+that together they never pass a cap; a new spend record hands out the remainder again.
+
 Stale spend data (documented in settings): for a key with a budget, the data is stale when a
 request this gateway served for it is older than `gateway_spend_stale_after_s` and still not
 covered by a spend record, or when `usage.spend.v1` has not been readable for that long.
@@ -15,7 +19,7 @@ import bisect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from keywarden.settings import Settings
@@ -81,6 +85,45 @@ def next_month(now: datetime) -> datetime:
     return datetime(first.year + first.month // 12, first.month % 12 + 1, 1, tzinfo=UTC)
 
 
+class ServedSince:
+    """What this gateway served for one key since its last spend record: in time order (a new
+    record drops what it covers; the oldest entry judges staleness) and summed by UTC day and
+    month, so that reading the spend costs the same however far behind the pipeline is."""
+
+    __slots__ = ("entries", "by_day", "by_month")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[datetime, Decimal]] = []
+        self.by_day: dict[date, Decimal] = {}
+        self.by_month: dict[tuple[int, int], Decimal] = {}
+
+    def add(self, occurred_at: datetime, cost: Decimal) -> None:
+        bisect.insort(self.entries, (occurred_at, cost))
+        day, month = occurred_at.date(), (occurred_at.year, occurred_at.month)
+        self.by_day[day] = self.by_day.get(day, ZERO) + cost
+        self.by_month[month] = self.by_month.get(month, ZERO) + cost
+
+    def drop_until(self, end: int) -> None:
+        """Forget entries[:end] (covered by a spend record, or of a past month)."""
+        for occurred_at, cost in self.entries[:end]:
+            day, month = occurred_at.date(), (occurred_at.year, occurred_at.month)
+            self.by_day[day] -= cost
+            self.by_month[month] -= cost
+            if not self.by_day[day]:
+                del self.by_day[day]
+            if not self.by_month[month]:
+                del self.by_month[month]
+        del self.entries[:end]
+
+    def drop_covered(self, as_of: datetime) -> None:
+        self.drop_until(bisect.bisect_right(self.entries, as_of, key=lambda item: item[0]))
+
+    def drop_before_month(self, now: datetime) -> None:
+        first = datetime(now.year, now.month, 1, tzinfo=UTC)
+        if self.entries and self.entries[0][0] < first:
+            self.drop_until(bisect.bisect_left(self.entries, first, key=lambda item: item[0]))
+
+
 @dataclass
 class Reservation:
     key_id: str
@@ -93,6 +136,8 @@ class Spend:
     today_usd: Decimal
     month_usd: Decimal
     stale: bool
+    recorded_today_usd: Decimal = ZERO  # the parts from the last spend record alone
+    recorded_month_usd: Decimal = ZERO
 
 
 class BudgetLedger:
@@ -105,10 +150,11 @@ class BudgetLedger:
         self._stale_after = settings.gateway_spend_stale_after_s
         self._fail_closed = settings.gateway_spend_stale_mode == "closed"
         self._default_output = settings.gateway_default_max_output_tokens
+        self._shares = settings.gateway_budget_shares
         self._spend_feed_ok = spend_feed_ok
         self._started = time.monotonic()
         self.records: dict[str, SpendEvent] = {}
-        self._served: dict[str, list[tuple[datetime, Decimal]]] = {}  # sorted by time
+        self._served: dict[str, ServedSince] = {}
         self._reserved: dict[str, Decimal] = {}
 
     # --- inputs ------------------------------------------------------------------------------
@@ -122,8 +168,8 @@ class BudgetLedger:
             return  # an older restatement arriving late
         self.records[record.wrapped_key_id] = record
         served = self._served.get(record.wrapped_key_id)
-        if served:
-            del served[: bisect.bisect_right(served, record.as_of, key=lambda item: item[0])]
+        if served is not None:
+            served.drop_covered(record.as_of)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -132,21 +178,31 @@ class BudgetLedger:
         record = self.records.get(key_id)
         spent_today = record.spend_today_usd if record and record.day == today else ZERO
         spent_month = record.spend_month_usd if record and record.month == month else ZERO
-        served = self._served.get(key_id, [])
-        while served and served[0][0].strftime("%Y-%m") < month:
-            served.pop(0)  # last month's requests no longer count
-        for occurred_at, cost in served:
-            spent_month += cost
-            if occurred_at.date() == today:
-                spent_today += cost
+        recorded_today, recorded_month = spent_today, spent_month
+        served = self._served.get(key_id)
+        oldest: datetime | None = None
+        if served is not None:
+            served.drop_before_month(now)  # last month's requests no longer count
+            spent_month += served.by_month.get((now.year, now.month), ZERO)
+            spent_today += served.by_day.get(today, ZERO)
+            oldest = served.entries[0][0] if served.entries else None
         in_flight = self._reserved.get(key_id, ZERO)
-        return Spend(spent_today + in_flight, spent_month + in_flight, self._is_stale(served, now))
+        return Spend(
+            spent_today + in_flight,
+            spent_month + in_flight,
+            self._is_stale(oldest, now),
+            recorded_today,
+            recorded_month,
+        )
 
-    def _is_stale(self, served: list[tuple[datetime, Decimal]], now: datetime) -> bool:
+    def _is_stale(self, oldest_served: datetime | None, now: datetime) -> bool:
         feed_ok = self._spend_feed_ok() or self._started
         if time.monotonic() - feed_ok > self._stale_after:
             return True
-        return bool(served) and (now - served[0][0]).total_seconds() > self._stale_after
+        return (
+            oldest_served is not None
+            and (now - oldest_served).total_seconds() > self._stale_after
+        )
 
     def worst_case(
         self, provider: str, model: str, prompt_tokens: int, max_output: int | None, at: datetime
@@ -172,12 +228,19 @@ class BudgetLedger:
                 "later"
             )
         caps = (
-            ("daily", policy.daily_budget_usd, spend.today_usd, next_midnight(now)),
-            ("monthly", policy.monthly_budget_usd, spend.month_usd, next_month(now)),
+            ("daily", policy.daily_budget_usd, spend.today_usd, spend.recorded_today_usd,
+             next_midnight(now)),
+            ("monthly", policy.monthly_budget_usd, spend.month_usd, spend.recorded_month_usd,
+             next_month(now)),
         )
-        for period, cap, spent, resets_at in caps:
-            if cap is not None and spent + amount > cap:
+        shares = self._shares
+        for period, cap, spent, recorded, resets_at in caps:
+            # This replica's own part (served since the record, in flight, this request) must
+            # fit in its share of what the record leaves; with one share, spent + amount <= cap.
+            if cap is not None and recorded + (spent - recorded + amount) * shares > cap:
                 reached = "reached" if spent >= cap else "would be exceeded by this request"
+                if shares > 1 and spent < cap:
+                    reached += f" (this gateway process holds 1/{shares} of what is left)"
                 raise BudgetExceeded(
                     f"{period} budget cap of ${cap} USD for key {key.key_id} {reached} "
                     f"(spent ${spent.quantize(Decimal('0.000001'))}, this request may cost up to "
@@ -206,7 +269,10 @@ class BudgetLedger:
             if cost is None:
                 cost = reservation.amount
             if cost:
-                bisect.insort(self._served.setdefault(key_id, []), (occurred_at, cost))
+                served = self._served.get(key_id)
+                if served is None:
+                    served = self._served[key_id] = ServedSince()
+                served.add(occurred_at, cost)
 
 
 __all__ = ["BudgetLedger", "Reservation", "Spend", "output_limit", "worst_case_cost"]

@@ -32,7 +32,9 @@ async def _open(
     consumer = make_consumer(
         group_id=None,
         settings=settings,
-        fetch_max_wait_ms=100,
+        # The broker answers a fetch as soon as a record arrives; this only bounds how often an
+        # idle topic is asked again (each fetch is a socket round trip on the gateway's loop).
+        fetch_max_wait_ms=500,
         request_timeout_ms=10_000,
         retry_backoff_ms=200,
     )

@@ -1,24 +1,29 @@
-"""The upstream transport: one shared httpx.AsyncClient for every provider. httpx errors are
-translated here, through one table, into `UpstreamError`s; nothing above imports httpx.
+"""The upstream transport: one shared aiohttp client session (a keep-alive pool) for every
+provider. aiohttp errors are translated here, through one table, into `UpstreamError`s; nothing
+above imports aiohttp.
+
+aiohttp rather than httpx because it is an order of magnitude cheaper per request on this path
+(measured: ~100 µs against ~1 ms of CPU per request at 20 in flight; see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 
 from keywarden.settings import Settings
 from services.gateway.errors import UpstreamError, UpstreamTimeout
-from services.gateway.providers import UpstreamRequest
 
 # Most specific first: the first class the error is an instance of decides.
-_ERROR_MAP: tuple[tuple[type[Exception], type[UpstreamError]], ...] = (
-    (httpx.TimeoutException, UpstreamTimeout),
-    (httpx.TransportError, UpstreamError),
-    (httpx.HTTPError, UpstreamError),
+_ERROR_MAP: tuple[tuple[type[BaseException], type[UpstreamError]], ...] = (
+    (asyncio.TimeoutError, UpstreamTimeout),
+    (aiohttp.ServerTimeoutError, UpstreamTimeout),
+    (aiohttp.ClientError, UpstreamError),
 )
+_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 
 # Not relayed to the client: hop-by-hop, and framing the gateway recomputes.
 _DROPPED_RESPONSE_HEADERS = frozenset(
@@ -37,11 +42,10 @@ _DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 
-
-def translate(error: Exception, provider: str) -> UpstreamError:
+def translate(error: BaseException, provider: str) -> UpstreamError:
     for source, target in _ERROR_MAP:
         if isinstance(error, source):
-            # The type name only: httpx messages can quote URLs.
+            # The type name only: client messages can quote URLs.
             return target(f"{provider} could not be reached: {type(error).__name__}")
     return UpstreamError(f"{provider} failed: {type(error).__name__}")
 
@@ -49,61 +53,77 @@ def translate(error: Exception, provider: str) -> UpstreamError:
 class UpstreamResponse:
     """A provider's answer, body not yet read."""
 
-    def __init__(self, response: httpx.Response, provider: str) -> None:
+    __slots__ = ("_response", "_provider", "status_code", "headers")
+
+    def __init__(self, response: aiohttp.ClientResponse, provider: str) -> None:
         self._response = response
         self._provider = provider
-        self.status_code = response.status_code
-        self.content_type = response.headers.get("content-type", "")
-        self.headers = {
-            name: value
-            for name, value in response.headers.items()
-            if name.lower() not in _DROPPED_RESPONSE_HEADERS
-        }
+        self.status_code = response.status
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in response.raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            if name not in _DROPPED_RESPONSE_HEADERS:
+                headers[name] = raw_value.decode("latin-1")
+        self.headers = headers
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
 
     async def read(self) -> bytes:
         try:
-            return await self._response.aread()
-        except httpx.HTTPError as error:
+            return await self._response.read()
+        except _FAILURES as error:
             raise translate(error, self._provider) from None
         finally:
-            await self._response.aclose()
+            self._response.release()
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, chunk by chunk as the network delivered it."""
+        content = self._response.content
         try:
-            async for chunk in self._response.aiter_bytes():
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
                 yield chunk
-        except httpx.HTTPError as error:
+        except _FAILURES as error:
             raise translate(error, self._provider) from None
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self._response.aclose()
+            self._response.release()
 
 
 class Upstream:
-    """Sends `UpstreamRequest`s; `start()`/`stop()` own the connection pool."""
+    """Sends requests to providers; `start()`/`stop()` own the connection pool."""
 
-    def __init__(
-        self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._timeout = httpx.Timeout(settings.gateway_upstream_timeout_s, connect=10.0)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+    def __init__(self, settings: Settings) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=10.0,
+            sock_read=settings.gateway_upstream_timeout_s,
+        )
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=1000, limit_per_host=0, keepalive_timeout=30.0, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
                 timeout=self._timeout,
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-                follow_redirects=False,
-                transport=self._transport,
                 trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
             )
 
     async def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def __aenter__(self) -> Upstream:
         await self.start()
@@ -112,15 +132,17 @@ class Upstream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def send(self, request: UpstreamRequest, provider: str) -> UpstreamResponse:
-        if self._client is None:
+    async def send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, provider: str
+    ) -> UpstreamResponse:
+        """Send `body` as it is (never re-encoded here); the answer's body is not read yet."""
+        if self._session is None:
             raise UpstreamError("the upstream client is not started")
-        built = self._client.build_request(
-            request.method, request.url, headers=request.headers, json=request.json_body
-        )
         try:
-            response = await self._client.send(built, stream=True)
-        except httpx.HTTPError as error:
+            response = await self._session.request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            )
+        except _FAILURES as error:
             raise translate(error, provider) from None
         return UpstreamResponse(response, provider)
 

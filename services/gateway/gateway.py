@@ -9,8 +9,6 @@ import re
 import socket
 from contextlib import AsyncExitStack
 
-import httpx
-
 from keywarden.settings import Settings
 from schemas.events.keys import ProviderKeyRecord
 from schemas.pricing import PricingCatalog, load_catalog
@@ -39,7 +37,6 @@ class Gateway:
         settings: Settings,
         *,
         catalog: PricingCatalog | None = None,
-        upstream_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         logsafety.install()
         self.settings = settings
@@ -60,7 +57,7 @@ class Gateway:
         )
         self.spool = Spool(spool_dir)
         self.publisher = EventPublisher(settings, self.spool, self.metrics)
-        self.upstream = Upstream(settings, upstream_transport)
+        self.upstream = Upstream(settings)
         self.upstream_base_urls = {
             "openai": settings.gateway_upstream_openai,
             "anthropic": settings.gateway_upstream_anthropic,

@@ -24,7 +24,10 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return parse_networks(cidrs)
 
 
+@lru_cache(maxsize=4096)
 def _address(text: str) -> IPAddress | None:
+    """The address in `text` (IPv4-mapped IPv6 as IPv4), None if it is not one; cached, since
+    the same peers and forwarded-for hops come back request after request."""
     try:
         address = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:

@@ -1,50 +1,74 @@
 """The proxy endpoint: one request through authentication, policy, forwarding and usage
-accounting, ending in exactly one `RequestEvent`, whatever happened.
+accounting, ending in exactly one request event, whatever happened. A plain ASGI callable: no
+framework sits between uvicorn and this path.
 
 Checks run in this order: wrapped key, source address, body, model allowlist, rate limit,
-provider key, budget reservation. A refusal answers in the client's provider dialect.
+provider key, budget reservation. A refusal answers in the client's provider dialect. The body
+is parsed once (orjson) to read the model and policy inputs, and forwarded as it came unless the
+adapter had to change it (OpenAI streams asked for their usage chunk).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+import orjson
 
 from schemas.events.keys import WrappedKeyRecord
-from schemas.events.request import Outcome, Provider, RequestEvent, Usage
+from schemas.events.request import Outcome, Usage
 from schemas.ids import uuid7
 from services.gateway import providers
+from services.gateway.asgi_io import (
+    ClientGone,
+    RequestHeaders,
+    encode_headers,
+    read_body,
+    send_bytes,
+    send_json,
+)
 from services.gateway.auth import credential_from
 from services.gateway.budget import Reservation
 from services.gateway.errors import (
     AuthError,
-    BodyTimeout,
-    BodyTooLarge,
     GatewayError,
     InvalidRequest,
     NoProviderKey,
     RequestRefused,
     UpstreamError,
 )
+from services.gateway.event import UNAUTHENTICATED, request_event_fields, request_event_json
 from services.gateway.gateway import Gateway
 from services.gateway.policy import check_model, check_source
 from services.gateway.relay import StreamEnd, StreamRelay, StreamResult
 
 log = logging.getLogger(__name__)
 
-UNAUTHENTICATED = "unauthenticated"  # wrapped_key_id of events whose key could not be read
+_NO_USAGE = Usage()
+_STREAM_OUTCOMES = {
+    StreamEnd.COMPLETE: Outcome.ACCEPTED,
+    StreamEnd.CLIENT_GONE: Outcome.CLIENT_CANCELLED,
+    StreamEnd.UPSTREAM_FAILED: Outcome.UPSTREAM_ERROR,
+}
 
 
-@dataclass
+def parse_json(raw: bytes) -> Any:
+    """orjson, falling back to the standard parser for what orjson refuses and Python's JSON
+    accepts (integers past 64 bits, NaN): the gateway accepts exactly what it always did."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+@dataclass(slots=True)
 class Exchange:
     """What is known about one request so far; becomes its event."""
 
@@ -52,7 +76,7 @@ class Exchange:
     endpoint: str
     started: float
     occurred_at: datetime
-    event_id: Any
+    event_id: uuid.UUID
     client_ip: str | None
     request_id: str
     key: WrappedKeyRecord | None = None
@@ -62,73 +86,66 @@ class Exchange:
     reservation: Reservation | None = None
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The whole body, refused early when its declared or actual size passes `limit` (413) and
-    when the client takes longer than `timeout` to send it (408), so a slow or huge upload
-    never holds the gateway's memory or a request slot for long."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request body is larger than {limit} bytes")
-
-    async def collect() -> bytes:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"the request body is larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    try:
-        return await asyncio.wait_for(collect(), timeout)
-    except TimeoutError:
-        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
-
-
 class ProxyEndpoint:
+    """The ASGI app for every proxied route."""
+
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def handle(self, request: Request) -> Response:
-        matched = providers.match_route(request.method, request.url.path)
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        method, path = scope["method"], scope["path"]
+        matched = providers.match_route(method, path)
         if matched is None:
-            return JSONResponse(
-                providers.error_body(
-                    "openai", 404, f"no route for {request.method} {request.url.path}"
-                ),
-                status_code=404,
-            )
+            body = providers.error_body("openai", 404, f"no route for {method} {path}")
+            await send_json(send, 404, body)
+            return
         gateway = self.gateway
         if not gateway.ready:
-            return self._error(
-                matched.provider, 503, "the gateway is still loading its key registry", None
+            await self._error(
+                send, matched.provider, 503, "the gateway is still loading its key registry", None
             )
-        peer = request.client.host if request.client else None
+            return
+        headers = RequestHeaders(scope["headers"])
+        client = scope.get("client")
         exchange = Exchange(
             provider=matched.provider,
             endpoint=matched.endpoint,
             started=time.perf_counter(),
             occurred_at=datetime.now(UTC),
             event_id=uuid7(),
-            client_ip=gateway.addresses.resolve(peer, request.headers.get("x-forwarded-for")),
-            request_id=request.headers.get("x-request-id", "")[:256],
+            client_ip=gateway.addresses.resolve(
+                client[0] if client else None, headers.get("x-forwarded-for")
+            ),
+            request_id=headers.get("x-request-id", "")[:256],
         )
         try:
-            body, secret = await self._admit(request, matched, exchange)
+            raw, body, secret = await self._admit(scope, receive, headers, matched, exchange)
         except RequestRefused as refusal:
-            return self._refuse(exchange, refusal)
-        return await self._forward(request, exchange, body, secret)
+            await self._refuse(send, exchange, refusal)
+            return
+        except ClientGone:
+            return  # nothing to answer, nothing was forwarded
+        await self._forward(scope, receive, send, headers, exchange, raw, body, secret)
 
     # --- admission ---------------------------------------------------------------------------
 
     async def _admit(
-        self, request: Request, matched: providers.RouteMatch, exchange: Exchange
-    ) -> tuple[dict[str, Any], str]:
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        headers: RequestHeaders,
+        matched: providers.RouteMatch,
+        exchange: Exchange,
+    ) -> tuple[bytes, dict[str, Any], str]:
         gateway = self.gateway
+        query_string = scope.get("query_string", b"")
+        query = (
+            dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+            if query_string
+            else {}
+        )
         try:
-            key = gateway.registry.index.authenticate(
-                credential_from(request.headers, request.query_params)
-            )
+            key = gateway.registry.index.authenticate(credential_from(headers, query))
         except AuthError as refusal:
             # A known key refused (revoked, expired) keeps its id in the event, so its history
             # (and a rotation's stable identity) stays in one place.
@@ -137,10 +154,12 @@ class ProxyEndpoint:
             raise
         exchange.key = key
         check_source(key.policy, key.key_id, exchange.client_ip)
-        raw = await read_body(request, gateway.settings.gateway_max_body_bytes,
-                              gateway.settings.gateway_body_timeout_s)
+        settings = gateway.settings
+        raw = await read_body(
+            receive, headers, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s
+        )
         try:
-            body: Any = json.loads(raw) if raw else None
+            body: Any = parse_json(raw) if raw else None
             parsed = providers.adapter_for(matched.provider).parse_request(
                 matched.endpoint, body, matched.model_from_path
             )
@@ -169,54 +188,69 @@ class ProxyEndpoint:
             exchange.occurred_at,
         )
         exchange.reservation = gateway.ledger.reserve(key, worst, exchange.occurred_at)
-        return cast(dict[str, Any], body), secret  # parse_request checked it is an object
+        return raw, cast(dict[str, Any], body), secret  # parse_request checked it is an object
 
-    def _refuse(self, exchange: Exchange, refusal: RequestRefused) -> Response:
-        metrics = self.gateway.metrics
-        metrics.refusals.inc(reason=str(refusal.reason))
-        log.info(
-            "refused %s %s for key %s: %s",
-            exchange.provider,
-            exchange.endpoint,
-            exchange.key.key_id if exchange.key else UNAUTHENTICATED,
-            refusal.reason,
-        )
+    async def _refuse(self, send: Any, exchange: Exchange, refusal: RequestRefused) -> None:
+        self.gateway.metrics.refusals.inc(reason=str(refusal.reason))
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "refused %s %s for key %s: %s",
+                exchange.provider,
+                exchange.endpoint,
+                exchange.key.key_id if exchange.key else UNAUTHENTICATED,
+                refusal.reason,
+            )
         self._publish(exchange, Outcome.REJECTED, refusal.status_code, reason=refusal)
-        return self._error(
-            exchange.provider, refusal.status_code, refusal.message, refusal, exchange
+        await self._error(
+            send, exchange.provider, refusal.status_code, refusal.message, refusal, exchange
         )
 
     # --- forwarding ---------------------------------------------------------------------------
 
     async def _forward(
-        self, request: Request, exchange: Exchange, body: dict[str, Any], secret: str
-    ) -> Response:
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        headers: RequestHeaders,
+        exchange: Exchange,
+        raw: bytes,
+        body: dict[str, Any],
+        secret: str,
+    ) -> None:
         gateway = self.gateway
         adapter = providers.adapter_for(exchange.provider)
         upstream_request = adapter.build_upstream_request(
             exchange.endpoint,
-            request.url.path,
-            request.url.query,
-            request.headers,
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+            headers,
             body,
             secret,
             gateway.upstream_base_urls[exchange.provider],
         )
+        # The client's bytes go upstream untouched unless the adapter changed the body.
+        content = (
+            raw if upstream_request.json_body is body else orjson.dumps(upstream_request.json_body)
+        )
         sent_at = time.perf_counter()
         try:
-            response = await gateway.upstream.send(upstream_request, exchange.provider)
+            response = await gateway.upstream.send(
+                upstream_request.method,
+                upstream_request.url,
+                upstream_request.headers,
+                content,
+                exchange.provider,
+            )
         except UpstreamError as error:
-            return self._upstream_failed(exchange, error, sent_at)
-        headers = {**response.headers, "x-keywarden-request-id": str(exchange.event_id)}
+            await self._upstream_failed(send, exchange, error, sent_at)
+            return
+        out_headers = response.headers
+        out_headers["x-keywarden-request-id"] = str(exchange.event_id)
         if exchange.streaming and 200 <= response.status_code < 300:
             parser = adapter.stream_parser(exchange.endpoint, upstream_request.strip_usage_chunk)
 
             def done(result: StreamResult) -> None:
-                outcome = {
-                    StreamEnd.COMPLETE: Outcome.ACCEPTED,
-                    StreamEnd.CLIENT_GONE: Outcome.CLIENT_CANCELLED,
-                    StreamEnd.UPSTREAM_FAILED: Outcome.UPSTREAM_ERROR,
-                }[result.end]
                 ttft = (
                     (result.first_token_at - exchange.started) * 1000
                     if result.first_token_at
@@ -224,23 +258,25 @@ class ProxyEndpoint:
                 )
                 self._finish(
                     exchange,
-                    outcome,
+                    _STREAM_OUTCOMES[result.end],
                     response.status_code,
-                    parser.usage or Usage(),
+                    parser.usage or _NO_USAGE,
                     parser.served_model,
                     sent_at,
                     ttft,
                 )
 
-            return StreamRelay(response, parser, headers, done)  # type: ignore[return-value]
+            await StreamRelay(response, parser, out_headers, done)(scope, receive, send)
+            return
         try:
-            content = await response.read()
+            answer = await response.read()
         except UpstreamError as error:
-            return self._upstream_failed(exchange, error, sent_at)
-        usage, served = Usage(), None
+            await self._upstream_failed(send, exchange, error, sent_at)
+            return
+        usage, served = _NO_USAGE, None
         if 200 <= response.status_code < 300:
             try:
-                report = adapter.parse_usage(exchange.endpoint, json.loads(content))
+                report = adapter.parse_usage(exchange.endpoint, parse_json(answer))
                 usage, served = report.usage, report.served_model
             except ValueError:
                 log.warning(
@@ -250,15 +286,17 @@ class ProxyEndpoint:
         else:
             outcome = Outcome.UPSTREAM_ERROR
         self._finish(exchange, outcome, response.status_code, usage, served, sent_at, None)
-        return Response(content, status_code=response.status_code, headers=headers)
+        await send_bytes(send, response.status_code, encode_headers(out_headers), answer)
 
-    def _upstream_failed(
-        self, exchange: Exchange, error: UpstreamError, sent_at: float
-    ) -> Response:
+    async def _upstream_failed(
+        self, send: Any, exchange: Exchange, error: UpstreamError, sent_at: float
+    ) -> None:
         self._finish(
-            exchange, Outcome.UPSTREAM_ERROR, error.status_code, Usage(), None, sent_at, None
+            exchange, Outcome.UPSTREAM_ERROR, error.status_code, _NO_USAGE, None, sent_at, None
         )
-        return self._error(exchange.provider, error.status_code, error.message, error, exchange)
+        await self._error(
+            send, exchange.provider, error.status_code, error.message, error, exchange
+        )
 
     def _finish(
         self,
@@ -295,55 +333,52 @@ class ProxyEndpoint:
         status: int,
         *,
         reason: RequestRefused | None = None,
-        usage: Usage | None = None,
+        usage: Usage = _NO_USAGE,
         served_model: str | None = None,
         ttft_ms: float | None = None,
     ) -> None:
-        key = exchange.key
         gateway = self.gateway
         gateway.metrics.requests.inc(
             provider=exchange.provider, endpoint=exchange.endpoint, outcome=str(outcome)
         )
-        fields: dict[str, Any] = {
-            "wrapped_key_id": UNAUTHENTICATED,
-            "key_scope": "",
-        }
-        if key is not None:
-            fields = {"wrapped_key_id": key.key_id, "key_scope": key.scope, "tags": key.tags}
+        fields = request_event_fields(
+            event_id=exchange.event_id,
+            occurred_at=exchange.occurred_at,
+            key=exchange.key,
+            provider=exchange.provider,
+            provider_key_id=exchange.provider_key_id,
+            endpoint=exchange.endpoint,
+            requested_model=exchange.model,
+            served_model=served_model,
+            outcome=str(outcome),
+            rejection_reason=(
+                str(reason.reason) if reason is not None and reason.reason is not None else None
+            ),
+            http_status=status,
+            usage=usage,
+            latency_ms=(time.perf_counter() - exchange.started) * 1000,
+            time_to_first_token_ms=ttft_ms,
+            streaming=exchange.streaming,
+            client_ip=exchange.client_ip,
+            request_id=exchange.request_id,
+            gateway_id=gateway.gateway_id,
+        )
         try:
-            event = RequestEvent(
-                event_id=exchange.event_id,
-                occurred_at=exchange.occurred_at,
-                provider=Provider(exchange.provider),
-                provider_key_id=exchange.provider_key_id,
-                endpoint=exchange.endpoint,
-                requested_model=exchange.model,
-                served_model=served_model,
-                outcome=outcome,
-                rejection_reason=reason.reason if reason else None,
-                http_status=status,
-                usage=usage or Usage(),
-                latency_ms=(time.perf_counter() - exchange.started) * 1000,
-                time_to_first_token_ms=ttft_ms,
-                streaming=exchange.streaming,
-                client_ip=exchange.client_ip,
-                request_id=exchange.request_id,
-                gateway_id=gateway.gateway_id,
-                **fields,
-            )
+            value = request_event_json(fields)
         except ValueError as error:  # a bug, not the client's fault: log it, keep serving
             log.error("could not build the request event: %s", error)
             return
-        gateway.publisher.publish(event)
+        gateway.publisher.publish_json(fields["wrapped_key_id"], value)
 
     @staticmethod
-    def _error(
+    async def _error(
+        send: Any,
         provider: str,
         status: int,
         message: str,
         error: GatewayError | None,
         exchange: Exchange | None = None,
-    ) -> Response:
+    ) -> None:
         body = providers.error_body(
             provider,
             status,
@@ -354,7 +389,7 @@ class ProxyEndpoint:
         headers = error.headers() if error else {}
         if exchange is not None:
             headers["x-keywarden-request-id"] = str(exchange.event_id)
-        return JSONResponse(body, status_code=status, headers=headers)
+        await send_json(send, status, body, headers)
 
 
-__all__ = ["ProxyEndpoint"]
+__all__ = ["ProxyEndpoint", "parse_json"]

@@ -16,6 +16,7 @@ from schemas.events.keys import (
 )
 from schemas.topics import KEYS_REGISTRY
 from services.gateway.auth import KeyIndex
+from services.gateway.compact import RecordInterner
 from services.gateway.follow import TopicFollower, read_to_end
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Registry:
         self.provider_keys: dict[str, ProviderKeyRecord] = {}
         self.events_applied = 0
         self._applied_at: dict[str, tuple[datetime, str]] = {}
+        self._interner = RecordInterner()
 
     def apply(self, event: RegistryEvent) -> None:
         # A writer (the admin API) applies its own events at once and also follows the topic:
@@ -40,7 +42,7 @@ class Registry:
             return
         self._applied_at[event.entity_id] = version
         if event.wrapped_key is not None:
-            record = event.wrapped_key
+            record = self._interner.compact(event.wrapped_key)
             self.wrapped_keys[record.key_id] = record
             self.index.put(record)
         if event.provider_key is not None:

@@ -10,8 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-
-from starlette.types import Receive, Scope, Send
+from typing import Any
 
 from services.gateway.errors import UpstreamError
 from services.gateway.forward import UpstreamResponse
@@ -48,7 +47,7 @@ class StreamRelay:
         self._on_done = on_done
         self._first_token_at: float | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         relay = asyncio.create_task(self._relay(send))
         watch = asyncio.create_task(self._watch_disconnect(receive))
         end = StreamEnd.COMPLETE
@@ -70,7 +69,7 @@ class StreamRelay:
             await self._upstream.close()
             self._on_done(StreamResult(end, self._first_token_at))
 
-    async def _relay(self, send: Send) -> None:
+    async def _relay(self, send: Any) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -91,7 +90,7 @@ class StreamRelay:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     @staticmethod
-    async def _watch_disconnect(receive: Receive) -> None:
+    async def _watch_disconnect(receive: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

@@ -180,7 +180,9 @@ class ChannelWorker:
             if self.held:  # the open alert may be waiting in the digest: post that first
                 await self._post_digest()
             opened = self.d.store.get(alert.alert_id, AlertState.OPEN.value)
-            thread_ts = opened.ts if opened and opened.outcome == DELIVERED and opened.ts else None
+            # a reply's resolution goes to its parent thread (Slack: never thread on a reply)
+            thread_ts = (opened.thread_ts or opened.ts) if (
+                opened and opened.outcome == DELIVERED and opened.ts) else None
             message = render_resolution(alert, thread_ts if self.d.transport.threads else None)
             posted = await self._deliver([delivery], message)
             if posted and opened and thread_ts:

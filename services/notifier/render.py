@@ -117,11 +117,27 @@ def _spike(alert: AlertEvent) -> list[tuple[str, str]]:
     if ratio is None and alert.observed is not None and alert.baseline:
         ratio = alert.observed / alert.baseline
     unit = "" if alert.metric in ("cost_usd", "spend_usd") else f" {alert.metric or 'requests'}"
-    return [
+    details = alert.details
+    figures = [
         ("Observed", f"{_metric_value(alert, alert.observed)}{unit}"),
         ("Baseline", f"{_metric_value(alert, alert.baseline)}{unit}"),
         ("Ratio", f"{ratio:.1f}× baseline" if ratio is not None else "n/a"),
     ]
+    if details.get("baseline_mode") == "seasonal":
+        kind = {"weekday": "weekdays", "weekend": "weekend days"}.get(
+            details.get("day_kind", ""), "days")
+        history = [v for v in details.get("history", "").split(",") if v]
+        figures.append(("Compared with", escape(
+            f"{details.get('window', '')} UTC on the last {len(history)} {kind} "
+            f"({details.get('centre', 'median')})")))
+        if history:
+            values = ", ".join(_metric_value(alert, Decimal(v)) for v in history)
+            figures.append(("History (newest first)", escape(values)))
+        if details.get("p_value"):
+            figures.append(("Chance under usual noise", f"p = {escape(details['p_value'])}"))
+    elif details.get("baseline_mode") == "flat":
+        figures.append(("Compared with", "the 7-day average (flat baseline)"))
+    return figures
 
 
 def _first_model(alert: AlertEvent) -> list[tuple[str, str]]:

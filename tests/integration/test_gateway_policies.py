@@ -11,12 +11,14 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from keywarden.kafka import make_producer
+from keywarden.kafka import ensure_topics, make_producer
+from keywarden.settings import load_settings
 from schemas.events.keys import KeyPolicy
 from schemas.events.request import Outcome, RejectionReason
 from schemas.events.spend import SpendEvent
 from schemas.pricing import load_catalog
-from schemas.topics import SPEND
+from schemas.topics import SPEND, TOPICS
+from services.gateway.budget import BudgetLedger
 from services.gateway.server import GatewayServer
 from tests.support.gateway import collect_request_events, unique_scope, wait_for_key
 
@@ -36,14 +38,16 @@ async def make_key(admin, server, **policy):
     return issued.value, record.key_id
 
 
-async def test_budget_cap_holds_under_50_concurrent_requests(gateway, key_admin, gateway_settings):
-    cap = Decimal("1.00")
-    value, key_id = await make_key(key_admin, gateway, daily_budget_usd=cap)
-    ledger = gateway.gateway.ledger
+def nearly_spent(cap: Decimal) -> tuple[Decimal, Decimal]:
+    """(worst case of one chat_body() request, spend that leaves room for ten and a half)."""
+    worst = BudgetLedger(load_catalog(), load_settings(), lambda: None).worst_case(
+        "openai", "gpt-4o-mini", 1, 20, datetime.now(UTC)
+    )
+    return worst, cap - (worst * 10 + worst / 2)
+
+
+async def publish_spend(settings, key_id: str, spent: Decimal) -> None:
     now = datetime.now(UTC)
-    worst = ledger.worst_case("openai", "gpt-4o-mini", 1, 20, now)
-    remaining = worst * 10 + worst / 2  # room for ten worst cases and a half
-    spent = cap - remaining
     record = SpendEvent(
         wrapped_key_id=key_id,
         day=now.date(),
@@ -54,20 +58,22 @@ async def test_budget_cap_holds_under_50_concurrent_requests(gateway, key_admin,
         as_of=now,
         updated_at=now,
     )
-    producer = make_producer(gateway_settings)
+    await ensure_topics(settings, [spec for spec in TOPICS if spec.name == SPEND])
+    producer = make_producer(settings)
     await producer.start()
     try:
         await producer.send_and_wait(SPEND, record.to_json_bytes(), key=key_id.encode())
     finally:
         await producer.stop()
-    for _ in range(100):
-        if key_id in ledger.records:
-            break
-        await asyncio.sleep(0.05)
-    assert key_id in ledger.records
 
+
+async def fifty_concurrent_requests_stay_under_the_cap(
+    base_url: str, value: str, key_id: str, cap: Decimal, spent: Decimal, settings
+) -> None:
+    """50 requests at once against a key with room for ten and a half worst cases: at least ten
+    served, the rest refused with the budget error, and what was served never passes the cap."""
     async with httpx.AsyncClient(
-        base_url=gateway.base_url, headers={"authorization": f"Bearer {value}"}
+        base_url=base_url, headers={"authorization": f"Bearer {value}"}
     ) as client:
         responses = await asyncio.gather(*(client.post(CHAT, json=chat_body()) for _ in range(50)))
     accepted = [r for r in responses if r.status_code == 200]
@@ -75,10 +81,10 @@ async def test_budget_cap_holds_under_50_concurrent_requests(gateway, key_admin,
     assert len(accepted) + len(refused) == 50
     assert 10 <= len(accepted) < 50
     error = refused[0].json()["error"]
-    assert "daily budget cap of $1.00" in error["message"] and "resets at" in error["message"]
+    assert f"daily budget cap of ${cap}" in error["message"] and "resets at" in error["message"]
     assert error["code"] == "budget_exceeded"
 
-    events = await collect_request_events(gateway_settings, {key_id}, expected=50)
+    events = await collect_request_events(settings, {key_id}, expected=50)
     catalog = load_catalog()
     served = sum(
         (catalog.price("openai", e.model, e.usage, e.occurred_at).cost_usd or Decimal(0))
@@ -88,6 +94,23 @@ async def test_budget_cap_holds_under_50_concurrent_requests(gateway, key_admin,
     assert spent + served <= cap, f"overshoot: {spent + served} > {cap}"
     assert sum(e.rejection_reason is RejectionReason.BUDGET_EXCEEDED for e in events) == len(
         refused
+    )
+
+
+async def test_budget_cap_holds_under_50_concurrent_requests(gateway, key_admin, gateway_settings):
+    cap = Decimal("1.00")
+    value, key_id = await make_key(key_admin, gateway, daily_budget_usd=cap)
+    ledger = gateway.gateway.ledger
+    worst, spent = nearly_spent(cap)
+    assert worst == ledger.worst_case("openai", "gpt-4o-mini", 1, 20, datetime.now(UTC))
+    await publish_spend(gateway_settings, key_id, spent)
+    for _ in range(100):
+        if key_id in ledger.records:
+            break
+        await asyncio.sleep(0.05)
+    assert key_id in ledger.records
+    await fifty_concurrent_requests_stay_under_the_cap(
+        gateway.base_url, value, key_id, cap, spent, gateway_settings
     )
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +46,7 @@ class PipelineProcess:
 
     env: dict[str, str]
     log_path: Path
+    health_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
 
@@ -71,6 +75,17 @@ class PipelineProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def probe(self, path: str) -> tuple[int, str]:
+        """GET the worker's health endpoint `path`: (status, body); (0, error) if unreachable."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}",
+                                        timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError as error:
+            return 0, str(error)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
@@ -96,6 +111,9 @@ def run_pipeline(
     started: list[PipelineProcess] = []
 
     def start(clickhouse_url: str, app_id: str | None = None, **extra: str) -> PipelineProcess:
+        with socket.socket() as probe:  # each worker its own health port
+            probe.bind(("127.0.0.1", 0))
+            health_port = int(probe.getsockname()[1])
         home = tmp_path / f"home-{len(started)}"
         home.mkdir()
         env = {
@@ -105,9 +123,11 @@ def run_pipeline(
             "KEYWARDEN_CLICKHOUSE_URL": clickhouse_url,
             "KEYWARDEN_PIPELINE_APP_ID": app_id or f"kw-test-{uuid.uuid4().hex[:8]}",
             "KEYWARDEN_SINK_MAX_BATCH_SECONDS": "0.2",
+            "KEYWARDEN_PIPELINE_HEALTH_PORT": str(health_port),
             **extra,
         }
-        worker = PipelineProcess(env=env, log_path=tmp_path / f"pipeline-{len(started)}.log")
+        worker = PipelineProcess(env=env, log_path=tmp_path / f"pipeline-{len(started)}.log",
+                                 health_port=int(env["KEYWARDEN_PIPELINE_HEALTH_PORT"]))
         worker.start()
         started.append(worker)
         return worker

@@ -147,6 +147,49 @@ def test_spend_record_plus_local_since_as_of():
         book.reserve(key(monthly_budget_usd=Decimal(5)), Decimal("2.5"), NOW)
 
 
+def test_spend_since_the_record_is_summed_by_day_and_month_and_dropped_when_covered():
+    book = ledger()
+    capped = key(monthly_budget_usd=Decimal(1000))
+    times = [NOW - timedelta(days=1, hours=1), NOW - timedelta(hours=2), NOW - timedelta(hours=1),
+             NOW.replace(day=1, hour=0) - timedelta(minutes=1)]  # the last: October
+    for at in times:
+        book.settle(book.reserve(capped, Decimal(1), at), "wk_1", Decimal("0.25"), at)
+    spend = book.spend("wk_1", NOW)
+    assert (spend.today_usd, spend.month_usd) == (Decimal("0.50"), Decimal("0.75"))
+    record = SpendEvent(wrapped_key_id="wk_1", day=NOW.date(), month="2026-11",
+                        spend_today_usd=Decimal(2), spend_month_usd=Decimal(5),
+                        as_of=NOW - timedelta(hours=2), updated_at=NOW)
+    book.apply_record(None, record.to_json_bytes())  # covers all but the newest request
+    spend = book.spend("wk_1", NOW)
+    assert (spend.today_usd, spend.month_usd) == (Decimal("2.25"), Decimal("5.25"))
+    assert spend.recorded_month_usd == Decimal(5)
+
+
+def test_replicas_with_budget_shares_never_reserve_past_the_cap_together():
+    """Two replicas that cannot see each other: each holds half of what the record leaves."""
+    record = SpendEvent(
+        wrapped_key_id="wk_1",
+        day=NOW.date(),
+        month="2026-11",
+        spend_today_usd=Decimal(6),
+        spend_month_usd=Decimal(6),
+        as_of=NOW - timedelta(seconds=1),
+        updated_at=NOW,
+    )
+    capped = key(daily_budget_usd=Decimal(10))
+    held = []
+    for replica in (ledger(gateway_budget_shares=2), ledger(gateway_budget_shares=2)):
+        replica.apply_record(None, record.to_json_bytes())
+        held.append(replica.reserve(capped, Decimal("1.5"), NOW))
+        held.append(replica.reserve(capped, Decimal("0.5"), NOW))  # exactly its half: 2 of 4
+        with pytest.raises(BudgetExceeded, match=r"holds 1/2 of what is left"):
+            replica.reserve(capped, Decimal("0.01"), NOW)
+    assert Decimal(6) + sum(r.amount for r in held) == Decimal(10)  # the cap, not past it
+    alone = ledger()  # one share: the whole remainder, as before
+    alone.apply_record(None, record.to_json_bytes())
+    alone.reserve(capped, Decimal(4), NOW)
+
+
 def test_stale_spend_fails_closed_only_when_configured():
     closed = ledger(gateway_spend_stale_mode="closed", gateway_spend_stale_after_s=60)
     closed.settle(

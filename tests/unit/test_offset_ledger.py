@@ -74,3 +74,15 @@ def test_a_partition_reassigned_during_its_batch_is_not_moved() -> None:
     ledger.forget_all()  # a rebalance while the batch was being stored
     ledger.stored_through(TP, 12)
     assert not ledger.knows(TP) and ledger.committable(TP) is None
+
+
+def test_a_dead_lettered_batch_at_the_ledger_is_stepped_over_and_one_further_on_waits() -> None:
+    ledger = OffsetLedger("t")
+    ledger.begin(TP, 100)
+    ledger.stepped_over(TP, 120, 130)  # records 100..119 come first: the ledger waits for them
+    assert ledger.committable(TP) == 100
+    ledger.stepped_over(TP, 100, 110)
+    assert ledger.committable(TP) == 110
+    assert ledger.plan(TP, [110, 111]) == ([110, 111], None)  # no hole where the batch was
+    ledger.stepped_over(TP, 90, 100)  # behind the ledger: nothing moves back
+    assert ledger.committable(TP) == 110

@@ -903,3 +903,26 @@ def test_error_bodies_in_each_dialect():
     assert adapter_for("openai").error_body(500, "boom")["error"]["type"] == "server_error"
     with pytest.raises(ValueError, match="unknown provider"):
         error_body("azure", 400, "x")
+
+
+def _chat_chunk(delta: dict, usage: object = None, choices: bool = True) -> bytes:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18",
+             "choices": [{"index": 0, "delta": delta}] if choices else [], "usage": usage}
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+def test_chat_stream_with_null_usage_on_every_chunk_reads_the_final_usage():
+    """A stream asked for usage carries `"usage":null` on every chunk; the parser reads only
+    what can still change after the first token, and the last chunk's usage is not missed."""
+    chunks = [_chat_chunk({"role": "assistant"})]
+    chunks += [_chat_chunk({"content": f'word{i} "usage"'}) for i in range(20)]
+    chunks.append(_chat_chunk({}, usage={"prompt_tokens": 9, "completion_tokens": 20,
+                                         "total_tokens": 29}, choices=False))
+    chunks.append(b"data: [DONE]\n\n")
+    for strip in (False, True):
+        parser = adapter_for("openai").stream_parser("chat.completions", strip_usage_chunk=strip)
+        out = b"".join(parser.feed(chunk) for chunk in chunks) + parser.finish()
+        assert parser.usage == Usage(input_tokens=9, output_tokens=20)
+        assert parser.served_model == "gpt-4o-mini-2024-07-18"
+        expected = b"".join(chunks[:-2] + chunks[-1:]) if strip else b"".join(chunks)
+        assert out == expected

@@ -74,6 +74,10 @@ class MessagesStreamParser(SSEStreamParser):
         super().__init__()
         self._counts: dict[str, Any] = {}
 
+    def can_skip(self, raw: bytes) -> bool:
+        # After message_start and the first delta, only message_delta (usage) tells more.
+        return self._first_token_seen and b'"usage"' not in raw
+
     def on_event(self, event: SSEEvent) -> bool:
         payload = event.json()
         if not isinstance(payload, dict):

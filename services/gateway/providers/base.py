@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
+
 from schemas.events.request import Usage
 
 
@@ -292,9 +294,12 @@ class SSEEvent:
         if self.data is None or self.data == "[DONE]":
             return None
         try:
-            return json.loads(self.data)
-        except ValueError:
-            return None
+            return orjson.loads(self.data)
+        except orjson.JSONDecodeError:
+            try:
+                return json.loads(self.data)  # what orjson refuses and Python accepts (NaN)
+            except ValueError:
+                return None
 
 
 @dataclass
@@ -384,7 +389,15 @@ class SSEStreamParser:
         return self._forward(self._splitter.finish())
 
     def _forward(self, events: list[SSEEvent]) -> bytes:
-        return b"".join(event.raw for event in events if self.on_event(event))
+        return b"".join(
+            event.raw for event in events if self.can_skip(event.raw) or self.on_event(event)
+        )
+
+    def can_skip(self, raw: bytes) -> bool:
+        """True when an event's bytes show it tells nothing new (it is then forwarded without
+        being parsed): usage rides on the last events, so once the first token is seen only
+        those are read."""
+        return False
 
     def on_event(self, event: SSEEvent) -> bool:
         """Read one event; return False to keep it from the client."""

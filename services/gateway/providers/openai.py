@@ -88,6 +88,14 @@ class ChatStreamParser(SSEStreamParser):
         super().__init__()
         self._strip_usage_chunk = strip_usage_chunk
 
+    def can_skip(self, raw: bytes) -> bool:
+        # Streams asked for usage carry `"usage":null` on every chunk but the last.
+        return (
+            self._first_token_seen
+            and self._served_model is not None
+            and (b'"usage"' not in raw or b'"usage":null' in raw)
+        )
+
     def on_event(self, event: SSEEvent) -> bool:
         chunk = event.json()
         if not isinstance(chunk, dict):
@@ -117,6 +125,9 @@ def _delta_has_output(choice: Any) -> bool:
 class ResponsesStreamParser(SSEStreamParser):
     """`event: response.*` events; the terminal one (`response.completed`, `.incomplete`,
     `.failed`) carries the full response with its usage."""
+
+    def can_skip(self, raw: bytes) -> bool:
+        return self._first_token_seen and b'"usage"' not in raw
 
     def on_event(self, event: SSEEvent) -> bool:
         payload = event.json()

@@ -1,0 +1,145 @@
+"""The seasonal spike rule as pure functions: which days a key is compared with, the robust
+centre, the noise-aware thresholds, and the significance test."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from pipelines.detect.significance import significant_count, surge_p_value
+from pipelines.detect.spike import (
+    FLAT,
+    HIGHEST,
+    MEDIAN,
+    SEASONAL,
+    UPPER,
+    WindowBaseline,
+    history_plan,
+    robust_centre,
+    scaled_floor,
+    thresholds,
+)
+from pipelines.rollups.state import HourBucket
+from pipelines.rollups.volume import Volume
+from schemas.ids import uuid7
+
+MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
+SATURDAY = MONDAY + timedelta(days=5)
+OLD = MONDAY - timedelta(days=60)
+
+
+def base(history: list[int], centre: str = MEDIAN, tokens_each: int = 100) -> WindowBaseline:
+    volumes = tuple(Volume(n, n * tokens_each, Decimal(n) / 1000) for n in history)
+    return WindowBaseline(mode=SEASONAL, grain="hour", start=MONDAY + timedelta(hours=2),
+                          end=MONDAY + timedelta(hours=3), day_kind="weekday",
+                          centre_name=centre, history=volumes,
+                          centre=robust_centre(volumes, centre), history_days=len(volumes))
+
+
+def test_a_weekday_is_compared_with_the_last_seven_weekdays() -> None:
+    plan = history_plan(MONDAY, OLD, mode=SEASONAL, min_history_days=3)
+    assert plan is not None and (plan.day_kind, plan.centre) == ("weekday", MEDIAN)
+    assert len(plan.days) == 7 and all(day.weekday() < 5 for day in plan.days)
+    assert plan.days[0] == MONDAY - timedelta(days=3)  # the Friday before, newest first
+
+
+def test_a_weekend_day_is_compared_with_weekends_once_one_weekend_exists() -> None:
+    plan = history_plan(SATURDAY, OLD, mode=SEASONAL, min_history_days=3)
+    assert plan is not None and plan.day_kind == "weekend"
+    assert all(day.weekday() >= 5 for day in plan.days) and len(plan.days) == 7
+    young = SATURDAY - timedelta(days=5, hours=2)  # seen from Monday: no weekend yet
+    plan = history_plan(SATURDAY, young, mode=SEASONAL, min_history_days=3)
+    assert plan is not None and plan.day_kind == "day" and len(plan.days) == 5
+
+
+def test_a_key_without_a_weekly_rhythm_is_compared_with_every_day() -> None:
+    steady = history_plan(SATURDAY, OLD, mode=SEASONAL, min_history_days=3,
+                          day_requests=lambda day: 1000)
+    assert steady is not None and steady.day_kind == "day" and len(steady.days) == 7
+    office = history_plan(SATURDAY, OLD, mode=SEASONAL, min_history_days=3,
+                          day_requests=lambda day: 300 if day.weekday() >= 5 else 1000)
+    assert office is not None and office.day_kind == "weekend"
+
+
+def test_a_young_key_is_compared_with_its_upper_days_and_needs_three() -> None:
+    plan = history_plan(MONDAY, MONDAY - timedelta(days=4), mode=SEASONAL, min_history_days=3)
+    assert plan is not None and plan.centre == HIGHEST and len(plan.days) == 4
+    assert robust_centre([Volume(n) for n in (10, 20, 30)], UPPER).requests == 30
+    assert robust_centre([Volume(n) for n in (10, 20, 30, 40)], UPPER).requests == 30
+    assert history_plan(MONDAY, MONDAY - timedelta(days=2), mode=SEASONAL,
+                        min_history_days=3) is None
+
+
+def test_flat_mode_keeps_the_last_seven_days_and_their_mean() -> None:
+    plan = history_plan(MONDAY, OLD, mode=FLAT, min_history_days=3)
+    assert plan is not None and (plan.day_kind, plan.centre, len(plan.days)) == ("day", "mean", 7)
+
+
+def test_one_past_surge_does_not_raise_the_median() -> None:
+    centre = robust_centre([Volume(40, 4000, Decimal(4))] * 6 + [Volume(400, 40000, Decimal(40))],
+                           MEDIAN)
+    assert centre.requests == 40
+    assert centre.tokens == Decimal(40) * 64000 / 640  # the pooled size per request
+    assert robust_centre([Volume(n) for n in (10, 20, 30)], HIGHEST).requests == 30
+
+
+def test_a_quiet_key_does_not_page_on_poisson_noise_but_a_fivefold_surge_does() -> None:
+    quiet = base([4, 3, 5, 4, 4, 6, 3])  # about 4 requests in this hour on past weekdays
+    limit = thresholds(quiet, factor=Decimal(2), floor=1, alpha=1e-4)
+    needed, _ = limit.by_metric["requests"]
+    assert needed > 8  # twice the usual is well inside Poisson noise at this volume
+    assert limit.triggered(Volume(9, 900, Decimal("0.009"))) == []
+    assert "requests" in limit.triggered(Volume(20, 2000, Decimal("0.02")))  # 5x
+
+
+def test_a_busy_key_is_held_to_the_factor() -> None:
+    busy = base([400, 410, 390, 405, 395, 420, 380])
+    limit = thresholds(busy, factor=Decimal(2), floor=10, alpha=1e-4)
+    assert limit.by_metric["requests"][0] == 800
+    assert limit.triggered(Volume(799, 79900, Decimal("0.799"))) == []
+    assert set(limit.triggered(Volume(800, 80000, Decimal("0.8")))) == {
+        "requests", "tokens", "cost_usd"}
+
+
+def test_tokens_alone_can_raise_a_spike() -> None:
+    busy = base([400] * 7)
+    limit = thresholds(busy, factor=Decimal(2), floor=10, alpha=1e-4)
+    assert limit.triggered(Volume(400, 90000, Decimal("0.4"))) == ["tokens"]
+
+
+def test_from_a_silent_hour_the_floor_and_significance_both_apply() -> None:
+    silent = base([0] * 7)
+    limit = thresholds(silent, factor=Decimal(2), floor=10, alpha=1e-4)
+    assert limit.triggered(Volume(9, 900, Decimal("0.009"))) == []
+    assert set(limit.triggered(Volume(10, 1000, Decimal("0.01")))) == {
+        "requests", "tokens", "cost_usd"}
+
+
+def test_the_floor_scales_with_the_window() -> None:
+    assert [scaled_floor(10, m) for m in (15, 60, 180)] == [3, 10, 30]
+    assert scaled_floor(0, 15) == 1
+
+
+def test_the_p_value_is_the_binomial_tail_of_the_conditional_test() -> None:
+    def exact(x: int, history: int, windows: int) -> float:
+        k, q = x + history, 1 / (windows + 1)
+        return sum(math.comb(k, i) * q**i * (1 - q) ** (k - i) for i in range(x, k + 1))
+
+    for x, history, windows in [(5, 0, 7), (15, 42, 7), (12, 35, 7), (3, 10, 3), (60, 280, 7)]:
+        assert math.isclose(surge_p_value(x, history, windows), exact(x, history, windows),
+                            rel_tol=1e-9)
+    needed = significant_count(42.0, 7, 1e-4)
+    assert surge_p_value(needed, 42, 7) <= 1e-4 < surge_p_value(needed - 1, 42, 7)
+
+
+def test_stripping_a_bucket_keeps_its_five_minute_windows_exact() -> None:
+    bucket = HourBucket()
+    for minute in range(60):
+        for _ in range(minute % 7):
+            bucket.add(uuid7(), minute, 10, Decimal("0.001"))
+    before = bucket.slot_sums()
+    bucket.strip()
+    assert not bucket.seen and set(bucket.minutes) <= set(range(0, 60, 5))
+    assert bucket.slot_sums() == before
+    assert HourBucket.decode(bucket.encode()).slot_sums() == before
