@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -166,7 +167,8 @@ async def measure_faust_floor(bootstrap: str, total: int) -> dict[str, float]:
     app = faust.App(f"kw-bench-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
                     store="memory://", web_enabled=False, autodiscover=False,
                     topic_replication_factor=1, key_serializer="raw", value_serializer="raw",
-                    consumer_auto_offset_reset="earliest")
+                    consumer_auto_offset_reset="earliest",
+                    consumer_max_fetch_size=load_settings().pipeline_fetch_partition_bytes)
     source = app.topic(topics.REQUESTS, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     finished = asyncio.Event()
@@ -237,6 +239,8 @@ def main() -> int:
     parser.add_argument("--profile", type=Path,
                         help="record the worker with py-spy (collapsed stacks) to this file")
     args = parser.parse_args()
+    # The worker runs on uvloop; so do the baseline consumer and the faust floor.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     from tests.support.kafka import free_ports, start_test_broker
 
