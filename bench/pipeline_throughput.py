@@ -18,13 +18,18 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -33,12 +38,9 @@ from keywarden.clickhouse import get_client  # noqa: E402
 from keywarden.kafka import ensure_topics, make_consumer  # noqa: E402
 from keywarden.settings import load_settings  # noqa: E402
 from keywarden.synthetic import produce, synthetic_traffic  # noqa: E402
-from pipelines.ingest.decode import decode  # noqa: E402
-from pipelines.pricing import PricedRequest  # noqa: E402
-from pipelines.sinks.clickhouse import REQUEST_COLUMNS, now_version, request_row  # noqa: E402
+from pipelines.sinks.clickhouse import REQUEST_COLUMNS, now_version  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.clickhouse.migrations import migrate  # noqa: E402
-from schemas.pricing import Priced, PricingStatus  # noqa: E402
 
 BATCH = 5000
 
@@ -61,7 +63,8 @@ def count(url: str) -> int:
         client.close()
 
 
-def measure_pipeline(bootstrap: str, url: str, total: int, home: Path) -> dict[str, float]:
+def measure_pipeline(bootstrap: str, url: str, total: int, home: Path,
+                     profile: Path | None = None) -> dict[str, float]:
     env = {**os.environ, "KEYWARDEN_HOME": str(home), "KEYWARDEN_KAFKA_BOOTSTRAP": bootstrap,
            "KEYWARDEN_CLICKHOUSE_URL": url,
            "KEYWARDEN_PIPELINE_APP_ID": f"kw-bench-{uuid.uuid4().hex[:8]}",
@@ -70,6 +73,13 @@ def measure_pipeline(bootstrap: str, url: str, total: int, home: Path) -> dict[s
     worker = subprocess.Popen(
         [sys.executable, "-m", "keywarden.cli", "pipeline", "run", "--loglevel", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    spy = None
+    if profile is not None:  # py-spy samples the worker (not a dependency: pip install py-spy)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--format",
+             "raw", "--rate", "100", "--pid", str(worker.pid), "-o", str(profile)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started_at = time.monotonic()
     try:
         first_at = None
         seen = 0
@@ -81,6 +91,9 @@ def measure_pipeline(bootstrap: str, url: str, total: int, home: Path) -> dict[s
             time.sleep(0.05)
         done_at = time.monotonic()
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         worker.terminate()
         worker.wait(30)
         log.close()
@@ -88,35 +101,56 @@ def measure_pipeline(bootstrap: str, url: str, total: int, home: Path) -> dict[s
         raise SystemExit(f"pipeline stored {seen} of {total}; see {home / 'pipeline.log'}")
     rows = total - first_rows  # the first batch's rows landed at first_at
     elapsed = done_at - first_at
-    return {"events": total, "seconds": elapsed, "events_per_s": rows / elapsed}
+    return {"events": total, "seconds": elapsed, "events_per_s": rows / elapsed,
+            "seconds_from_start": done_at - started_at}
 
 
 async def measure_baseline(bootstrap: str, url: str, total: int) -> dict[str, float]:
+    """A bare consumer tuned as a careful engineer would write one: large fetches, `getmany`
+    batches of BATCH records, orjson, one column-oriented insert per batch, and the insert of
+    one batch overlapping the fetch and decode of the next (at most one in flight; the offsets of
+    a batch are committed once its insert returned)."""
     settings = load_settings(kafka_bootstrap=bootstrap)
     consumer = make_consumer(topics.REQUESTS, group_id=f"bench-{uuid.uuid4().hex[:8]}",
-                             settings=settings, max_poll_records=BATCH)
+                             settings=settings, max_poll_records=BATCH,
+                             fetch_max_bytes=64 * 1024 * 1024,
+                             max_partition_fetch_bytes=16 * 1024 * 1024)
     client = get_client(url)
-    unpriced = Priced(status=PricingStatus.UNKNOWN_MODEL, cost_usd=None, catalog_version="none")
     await consumer.start()
     done = 0
     first_at = None
     first_rows = 0
+    in_flight: asyncio.Task[Any] | None = None
+    in_flight_rows = 0
+    columns = list(REQUEST_COLUMNS)
+
+    async def settle() -> None:
+        nonlocal done, first_at, first_rows, in_flight
+        if in_flight is None:
+            return
+        await in_flight
+        in_flight = None
+        await consumer.commit()
+        done += in_flight_rows
+        if first_at is None:
+            first_at, first_rows = time.monotonic(), done
+
     try:
-        while done < total:
+        while done + in_flight_rows < total:
             batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
             records = [record for records in batch.values() for record in records]
             if not records:
                 continue
-            now, version = datetime.now(UTC), now_version()
-            rows = [request_row(PricedRequest(decode(r.value), unpriced), now, version)
-                    for r in records]
-            await asyncio.to_thread(client.insert, "request_events", rows,
-                                    column_names=list(REQUEST_COLUMNS))
-            await consumer.commit()
-            done += len(rows)
-            if first_at is None:
-                first_at, first_rows = time.monotonic(), done
+            data = bare_columns([orjson.loads(r.value) for r in records])
+            await settle()
+            in_flight_rows = len(records)
+            in_flight = asyncio.create_task(asyncio.to_thread(
+                client.insert, "request_events", data, column_names=columns,
+                column_oriented=True))
+        await settle()
     finally:
+        if in_flight is not None:
+            in_flight.cancel()
         await consumer.stop()
         client.close()
     assert first_at is not None
@@ -124,12 +158,89 @@ async def measure_baseline(bootstrap: str, url: str, total: int) -> dict[str, fl
     return {"events": total, "seconds": elapsed, "events_per_s": (total - first_rows) / elapsed}
 
 
+async def measure_faust_floor(bootstrap: str, total: int) -> dict[str, float]:
+    """faust alone: an agent that takes the events in batches of BATCH and does nothing else
+    (no decode, no state, no insert). What faust's per-event path costs by itself: no pipeline
+    built on `take_events` can go faster than this on this machine."""
+    import faust
+
+    app = faust.App(f"kw-bench-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
+                    store="memory://", web_enabled=False, autodiscover=False,
+                    topic_replication_factor=1, key_serializer="raw", value_serializer="raw",
+                    consumer_auto_offset_reset="earliest",
+                    consumer_max_fetch_size=load_settings().pipeline_fetch_partition_bytes)
+    source = app.topic(topics.REQUESTS, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    finished = asyncio.Event()
+    progress = {"done": 0, "first_rows": 0, "first_at": 0.0}
+
+    @app.agent(source)
+    async def floor(stream: Any) -> None:
+        async for events in stream.take_events(BATCH, within=0.5):
+            progress["done"] += len(events)
+            if not progress["first_at"]:
+                progress["first_at"], progress["first_rows"] = time.monotonic(), progress["done"]
+            if progress["done"] >= total:
+                finished.set()
+
+    app.finalize()
+    await app.start()
+    try:
+        await asyncio.wait_for(finished.wait(), 600)
+    finally:
+        await app.stop()
+    elapsed = time.monotonic() - progress["first_at"]
+    return {"events": total, "seconds": elapsed,
+            "events_per_s": (total - progress["first_rows"]) / elapsed}
+
+
+def bare_columns(docs: list[dict[str, Any]]) -> list[list[Any]]:
+    """REQUEST_COLUMNS as columns, straight from the JSON documents (unpriced, unvalidated)."""
+    now, version = datetime.now(UTC), now_version()
+    n = len(docs)
+    usage = [d["usage"] for d in docs]
+    tags = [d["tags"] for d in docs]
+
+    def field(name: str, default: Any = "") -> list[Any]:
+        return [d.get(name) or default for d in docs]
+
+    return [
+        [uuid.UUID(d["event_id"]) for d in docs],
+        [datetime.fromisoformat(d["occurred_at"]) for d in docs],
+        field("wrapped_key_id"), field("key_scope"), field("provider"),
+        field("provider_key_id"), field("endpoint"), field("requested_model"),
+        field("served_model"), [d.get("served_model") or d.get("requested_model") or ""
+                                for d in docs],
+        field("outcome"), field("rejection_reason"), field("http_status", 0),
+        [u["input_tokens"] for u in usage], [u["output_tokens"] for u in usage],
+        [u["cached_input_tokens"] for u in usage], [u["cache_write_tokens"] for u in usage],
+        [u["reasoning_tokens"] for u in usage], [None] * n, ["unknown_model"] * n,
+        ["none"] * n, [""] * n, [d.get("latency_ms") for d in docs],
+        [d.get("time_to_first_token_ms") for d in docs], [bool(d.get("streaming")) for d in docs],
+        field("client_ip"), field("request_id"), field("gateway_id"),
+        [t["team"] for t in tags], [t["service"] for t in tags],
+        [t["environment"] for t in tags], [t["cost_center"] for t in tags],
+        [t.get("extra") or {} for t in tags], [now] * n, [version] * n,
+        [u.get("cache_write_5m_tokens", 0) for u in usage],
+        [u.get("cache_write_1h_tokens", 0) for u in usage], [""] * n, [""] * n,
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--span-days", type=float, default=0.0,
+                        help="spread the events evenly over this many days of event time ending "
+                             "now (a history replay); default one second apart")
     parser.add_argument("--bootstrap", help="use this Kafka instead of a private broker")
     parser.add_argument("--clickhouse-url", help="use this ClickHouse instead of a private one")
+    parser.add_argument("--faust-floor", action="store_true",
+                        help="also measure a faust agent that only takes the events")
+    parser.add_argument("--profile", type=Path,
+                        help="record the worker with py-spy (collapsed stacks) to this file")
     args = parser.parse_args()
+    # The worker runs on uvloop; so do the baseline consumer and the faust floor.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     from tests.support.kafka import free_ports, start_test_broker
 
@@ -152,15 +263,20 @@ def main() -> int:
             base_url = f"http://default:@127.0.0.1:{port}/keywarden"
         settings = load_settings(kafka_bootstrap=bootstrap)
         asyncio.run(ensure_topics(settings))
-        events = synthetic_traffic(args.events, seed=42)
+        spacing = (timedelta(days=args.span_days) / args.events if args.span_days
+                   else timedelta(seconds=1))
+        events = synthetic_traffic(args.events, seed=42, spacing=spacing)
         print(f"producing {len(events)} events …", flush=True)
         asyncio.run(produce(events, settings))
         suffix = uuid.uuid4().hex[:6]
         pipeline_url = new_database(base_url, f"bench_pipeline_{suffix}")
         baseline_url = new_database(base_url, f"bench_baseline_{suffix}")
         (scratch / "home").mkdir()
-        pipeline = measure_pipeline(bootstrap, pipeline_url, len(events), scratch / "home")
+        pipeline = measure_pipeline(bootstrap, pipeline_url, len(events), scratch / "home",
+                                    args.profile)
         baseline = asyncio.run(measure_baseline(bootstrap, baseline_url, len(events)))
+        floor = (asyncio.run(measure_faust_floor(bootstrap, len(events))) if args.faust_floor
+                 else None)
     finally:
         if warehouse is not None:
             from deploy.local.warehouse import stop_warehouse
@@ -175,7 +291,8 @@ def main() -> int:
     result = {
         "benchmark": "pipeline_throughput", "at": datetime.now(UTC).isoformat(),
         "events": len(events), "batch_rows": BATCH, "pipeline": pipeline, "baseline": baseline,
-        "ratio_pipeline_to_baseline": ratio,
+        "ratio_pipeline_to_baseline": ratio, "faust_floor": floor,
+        "load_average": os.getloadavg(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
     }
@@ -183,7 +300,10 @@ def main() -> int:
           f"{pipeline['events_per_s']:,.0f} events/s per worker")
     print(f"baseline (aiokafka decode+insert):                      "
           f"{baseline['events_per_s']:,.0f} events/s")
-    print(f"ratio pipeline/baseline: {ratio:.2f}")
+    if floor is not None:
+        print(f"faust floor (take_events, nothing else):                "
+              f"{floor['events_per_s']:,.0f} events/s")
+    print(f"ratio pipeline/baseline: {ratio:.2f}   (load average {os.getloadavg()[0]:.2f})")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     path = out / f"pipeline_throughput-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -45,6 +45,9 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.pipeline_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.pipeline_session_timeout_seconds / 3),
+        # faust's default of 1 MiB per partition hands its fetcher small batches, and its
+        # per-message machinery then runs once per small fetch round (docs/benchmarks.md).
+        consumer_max_fetch_size=settings.pipeline_fetch_partition_bytes,
         datadir=str(settings.home / "faust"),
     )
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+import uvloop
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -281,6 +282,9 @@ class PipelineWorker(faust.Worker):
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create missing topics, then run the pipeline until SIGINT/SIGTERM (or until it stops
     consuming: then it exits with status 70)."""
+    # uvloop runs faust's per-message futures and callbacks 30-40% faster than asyncio's own
+    # loop here (docs/benchmarks.md); mode's worker takes the loop from the policy.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(ensure_topics(settings))
     pipeline = build_pipeline(settings)
     worker = PipelineWorker(pipeline, settings, loglevel=loglevel, quiet=True)

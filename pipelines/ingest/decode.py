@@ -37,9 +37,24 @@ class DeadLetterRecord:
 
 
 def decode(raw: bytes | None) -> RequestEvent:
-    """Validate one record value; raise `DeadLetter` with the reason when it is not an event."""
+    """Validate one record value; raise `DeadLetter` with the reason when it is not an event.
+
+    The common case is one call into pydantic-core (JSON parsed and validated in Rust, about a
+    fifth cheaper than `json.loads` plus `model_validate`); only a value it refuses takes the
+    slower path below, which names the reason."""
     if raw is None or raw == b"":
         raise DeadLetter("empty", "the record has no value")
+    try:
+        event = RequestEvent.model_validate_json(raw)
+    except ValidationError:
+        return _explain(raw)
+    if "schema_" not in event.model_fields_set:  # the model has a default; a record must say
+        return _explain(raw)
+    return event
+
+
+def _explain(raw: bytes) -> RequestEvent:
+    """The reason a value is not an event (or the event, should the stdlib parser accept it)."""
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +29,7 @@ GRAINS = (
     ("usage_rollup_day", "toStartOfDay", day_start, DAY),
 )
 Span = tuple[str, datetime, datetime]  # key, first event time, last event time
+_KEYS_CHARS = 12_000  # key characters per statement (sent as a URL parameter)
 
 
 def refresh_spans(client: Client, spans: Iterable[Span]) -> int:
@@ -39,12 +40,31 @@ def refresh_spans(client: Client, spans: Iterable[Span]) -> int:
             lo, hi = floor(first), floor(last) + size
             by_range.setdefault((table, lo, hi), set()).add(key)
     version = now_version()
+    statements = 0
     for (table, lo, hi), keys in sorted(by_range.items()):
         function = next(f for t, f, _, _ in GRAINS if t == table)
         sql = _SQL.replace("__TABLE__", table).replace("__BUCKET__", function)
-        client.command(sql, parameters={"keys": sorted(keys), "lo": lo, "hi": hi,
-                                        "version": version})
-    return len(by_range)
+        for chunk in _key_chunks(sorted(keys)):
+            client.command(sql, parameters={"keys": chunk, "lo": lo, "hi": hi,
+                                            "version": version})
+            statements += 1
+    return statements
+
+
+def _key_chunks(keys: list[str], max_chars: int = _KEYS_CHARS) -> Iterator[list[str]]:
+    """`keys` in runs whose combined length stays under `max_chars`: parameters travel in the
+    URL, and a refresh of thousands of keys at once (a replay, 100k active keys) was refused
+    as too long a request line, and retried forever."""
+    chunk: list[str] = []
+    size = 0
+    for key in keys:
+        if chunk and size + len(key) + 4 > max_chars:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(key)
+        size += len(key) + 4
+    if chunk:
+        yield chunk
 
 
 class RollupRefresher(BackgroundTask):

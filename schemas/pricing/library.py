@@ -30,11 +30,15 @@ PriceValue = Decimal | gp.TieredPrices
 
 # The price keys our `Usage` can feed; a model priced only by these is costed here with the
 # library's rules (leaf counts, tiers by whole prompt) without the library's generic, slower
-# path. Search and storage counts are never reported by a gateway, so they cost 0 either way.
+# path (about 0.4 ms a request: 70% of the pipeline's pricing time when one model in eight took
+# it). Search and storage counts, and audio, image and video tokens, are never reported by a
+# gateway: their leaves hold 0 tokens, cost 0 and take nothing from their parents either way.
 _FAST_KEYS = frozenset({
     "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_5m_mtok",
     "cache_write_1h_mtok", "output_reasoning_mtok", "web_searches_kcount",
-    "storage_searches_kcount",
+    "storage_searches_kcount", "input_audio_mtok", "cache_audio_read_mtok", "output_audio_mtok",
+    "input_image_mtok", "cache_image_read_mtok", "output_image_mtok", "input_video_mtok",
+    "output_video_mtok",
 })  # fmt: skip
 
 
