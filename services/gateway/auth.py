@@ -37,7 +37,8 @@ class IssuedKey:
 
 
 def hash_wrapped_key(value: str, pepper: bytes) -> str:
-    return hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    # hmac.digest: the one-shot C path, the same HMAC-SHA256 as hmac.new(...).hexdigest().
+    return hmac.digest(pepper, value.encode("utf-8"), hashlib.sha256).hex()
 
 
 def issue_wrapped_key(scope: str, pepper: bytes) -> IssuedKey:
@@ -92,7 +93,9 @@ class KeyIndex:
         `keywarden scan --revoke` and leak reports."""
         if not looks_like_wrapped_key(credential):
             return None
-        digest = hash_wrapped_key(credential, self._pepper)
+        return self._lookup_digest(hash_wrapped_key(credential, self._pepper), now)
+
+    def _lookup_digest(self, digest: str, now: datetime | None) -> WrappedKeyRecord | None:
         record = self._by_hash.get(digest)
         # The dict lookup is on an HMAC digest the caller cannot steer; the final comparison is
         # constant-time all the same.
@@ -114,9 +117,10 @@ class KeyIndex:
         if not looks_like_wrapped_key(credential):
             raise AuthError("the API key is not a keywarden key (expected kw_<scope>_sk_<secret>)")
         now = datetime.now(UTC)
-        record = self.lookup(credential, now)
+        digest = hash_wrapped_key(credential, self._pepper)
+        record = self._lookup_digest(digest, now)
         if record is None:
-            known = self._by_hash.get(hash_wrapped_key(credential, self._pepper))
+            known = self._by_hash.get(digest)
             if known is not None:  # a rotated-out secret whose grace period is over
                 raise _naming(
                     KeyExpired(

@@ -3,6 +3,7 @@ the wrapped key never does), usage normalisation and SSE stream parsing at any b
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -17,6 +18,7 @@ from services.gateway.providers import (
     error_body,
     match_route,
 )
+from services.gateway.providers.base import make_usage
 
 WRAPPED = "kw_team-a_sk_0123456789abcdef"
 REAL = "sk-real-provider-key"
@@ -926,3 +928,9 @@ def test_chat_stream_with_null_usage_on_every_chunk_reads_the_final_usage():
         assert parser.served_model == "gpt-4o-mini-2024-07-18"
         expected = b"".join(chunks[:-2] + chunks[-1:]) if strip else b"".join(chunks)
         assert out == expected
+
+
+def test_make_usage_clamps_any_counts_into_a_valid_usage():
+    for counts in itertools.product((0, 1, 3, 10**12), repeat=7):
+        usage = make_usage(*counts)
+        assert Usage.model_validate(usage.model_dump()) == usage, counts

@@ -255,15 +255,16 @@ _DROPPED_HEADERS = frozenset({
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Client headers safe to pass upstream, lower-cased; credentials and hop-by-hop removed."""
-    return {
-        name.lower(): value
-        for name, value in headers.items()
-        if name.lower() not in _DROPPED_HEADERS and not name.lower().startswith("proxy-")
-    }
+    forwarded = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower not in _DROPPED_HEADERS and not lower.startswith("proxy-"):
+            forwarded[lower] = value
+    return forwarded
 
 
 def query_pairs(query: QueryInput) -> list[tuple[str, str]]:
-    if query is None:
+    if not query:  # None, or no query string (nearly every request)
         return []
     if isinstance(query, str | bytes):
         text = query.decode() if isinstance(query, bytes) else query
