@@ -37,8 +37,31 @@ class IssuedKey:
 
 
 def hash_wrapped_key(value: str, pepper: bytes) -> str:
-    # hmac.digest: the one-shot C path, the same HMAC-SHA256 as hmac.new(...).hexdigest().
-    return hmac.digest(pepper, value.encode("utf-8"), hashlib.sha256).hex()
+    return hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+class WrappedKeyHasher:
+    """`hash_wrapped_key` for one pepper, at a third of the cost: HMAC (RFC 2104) over SHA-256
+    states already fed the padded pepper, copied per call. OpenSSL 3's own HMAC entry points
+    (behind `hmac.new` and `hmac.digest`) look the algorithm up on every call, ~5 µs here,
+    and the gateway hashes the key of every request."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, pepper: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(pepper) > block:
+            pepper = hashlib.sha256(pepper).digest()
+        pepper = pepper.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in pepper))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in pepper))
+
+    def __call__(self, value: str) -> str:
+        inner = self._inner.copy()
+        inner.update(value.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 def issue_wrapped_key(scope: str, pepper: bytes) -> IssuedKey:
@@ -75,7 +98,7 @@ class KeyIndex:
     its grace period, both naming the same logical key); `authenticate` is the one lookup."""
 
     def __init__(self, pepper: bytes) -> None:
-        self._pepper = pepper
+        self._hash = WrappedKeyHasher(pepper)
         self._by_hash: dict[str, WrappedKeyRecord] = {}
         self._hashes_of: dict[str, tuple[str, ...]] = {}
 
@@ -93,7 +116,7 @@ class KeyIndex:
         `keywarden scan --revoke` and leak reports."""
         if not looks_like_wrapped_key(credential):
             return None
-        return self._lookup_digest(hash_wrapped_key(credential, self._pepper), now)
+        return self._lookup_digest(self._hash(credential), now)
 
     def _lookup_digest(self, digest: str, now: datetime | None) -> WrappedKeyRecord | None:
         record = self._by_hash.get(digest)
@@ -117,7 +140,7 @@ class KeyIndex:
         if not looks_like_wrapped_key(credential):
             raise AuthError("the API key is not a keywarden key (expected kw_<scope>_sk_<secret>)")
         now = datetime.now(UTC)
-        digest = hash_wrapped_key(credential, self._pepper)
+        digest = self._hash(credential)
         record = self._lookup_digest(digest, now)
         if record is None:
             known = self._by_hash.get(digest)
@@ -145,6 +168,7 @@ class KeyIndex:
 __all__ = [
     "IssuedKey",
     "KeyIndex",
+    "WrappedKeyHasher",
     "credential_from",
     "hash_wrapped_key",
     "issue_wrapped_key",
