@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 
 import pytest
 
@@ -815,12 +816,23 @@ def _splits(data: bytes, seed: int) -> list[bytes]:
     return pieces
 
 
+def _events(data: bytes, per_piece: int) -> list[bytes]:
+    """`data` cut after every `per_piece` whole events (as providers usually write them)."""
+    events = re.findall(rb".*?(?:\r\n\r\n|\n\n)", data, re.S)
+    assert b"".join(events) == data
+    return [b"".join(events[at : at + per_piece]) for at in range(0, len(events), per_piece)]
+
+
 @pytest.mark.parametrize("case", list(STREAM_CASES))
-@pytest.mark.parametrize("split", ["whole", "bytewise", "random-1", "random-2", "random-3"])
+@pytest.mark.parametrize(
+    "split", ["whole", "bytewise", "events-1", "events-2", "random-1", "random-2", "random-3"]
+)
 def test_stream_parsers_at_any_split(case, split):
     provider, endpoint, strip, stream, forwarded, usage, served = STREAM_CASES[case]
     if split == "whole":
         pieces = [stream]
+    elif split.startswith("events-"):
+        pieces = _events(stream, int(split[-1]))
     elif split == "bytewise":
         pieces = [stream[i : i + 1] for i in range(len(stream))]
     else:

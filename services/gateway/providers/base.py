@@ -194,15 +194,22 @@ def text_chars(value: Any) -> int:
     """Characters of prompt text in a JSON value (strings, recursively, minus ids and binaries)."""
     if isinstance(value, str):
         return len(value)
+    total = 0  # loops rather than sum(generator): this runs over every request's messages
     if isinstance(value, list):
-        return sum(text_chars(item) for item in value)
-    if isinstance(value, dict):
-        return sum(text_chars(v) for k, v in value.items() if k not in _NON_TEXT_KEYS)
-    return 0
+        for item in value:
+            total += len(item) if isinstance(item, str) else text_chars(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _NON_TEXT_KEYS:
+                total += len(item) if isinstance(item, str) else text_chars(item)
+    return total
 
 
 def estimate_tokens(*values: Any) -> int:
-    return math.ceil(sum(text_chars(v) for v in values) / 4)
+    chars = 0
+    for value in values:
+        chars += text_chars(value)
+    return math.ceil(chars / 4)
 
 
 def require_object(body: Any, endpoint: str) -> dict[str, Any]:
@@ -327,6 +334,11 @@ class SSESplitter:
                 continue
             events.append(self._complete(self._scan_from))
 
+    @property
+    def at_event_boundary(self) -> bool:
+        """Nothing of a next event has arrived yet."""
+        return not self._buffer
+
     def finish(self) -> list[SSEEvent]:
         """The last event when the stream ended without a blank line, plus any partial line."""
         if self._scan_from < len(self._buffer):
@@ -361,6 +373,9 @@ class SSESplitter:
         return event
 
 
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n")  # a blank line ends an event
+
+
 class SSEStreamParser:
     """Base for the providers' stream parsers: forwards every event's bytes unless `on_event`
     says to drop it. Subclasses set `_usage`, `_served_model`, `_first_token_seen`."""
@@ -384,6 +399,14 @@ class SSEStreamParser:
         return self._first_token_seen
 
     def feed(self, chunk: bytes) -> bytes:
+        # A chunk of whole events none of which can tell anything new goes out as it came,
+        # without being split into events (after the first tokens, nearly every chunk).
+        if (
+            chunk.endswith(_EVENT_ENDS)
+            and self._splitter.at_event_boundary
+            and self.can_skip_chunk(chunk)
+        ):
+            return chunk
         return self._forward(self._splitter.feed(chunk))
 
     def finish(self) -> bytes:
@@ -398,6 +421,10 @@ class SSEStreamParser:
         """True when an event's bytes show it tells nothing new (it is then forwarded without
         being parsed): usage rides on the last events, so once the first token is seen only
         those are read."""
+        return False
+
+    def can_skip_chunk(self, chunk: bytes) -> bool:
+        """True when every event in `chunk` (whole events) is one `can_skip` would pass."""
         return False
 
     def on_event(self, event: SSEEvent) -> bool:
