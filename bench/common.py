@@ -453,6 +453,7 @@ class GatewayStack:
     provider: Child
     env: dict[str, str]
     floor_url: str
+    floor: Child | None = None
 
 
 async def _register(settings: Any, scope: str) -> str:
@@ -485,7 +486,8 @@ def gateway_stack(scratch: Path, bootstrap: str, workers: int = 1,
         wrapped = asyncio.run(_register(settings, f"bench-{uuid.uuid4().hex[:6]}"))
         env = settings_env(**values)
         gateway, gateway_url = spawn_gateway(env, scratch, workers=workers)
-        yield GatewayStack(provider_url, gateway_url, wrapped, gateway, provider, env, floor_url)
+        yield GatewayStack(provider_url, gateway_url, wrapped, gateway, provider, env, floor_url,
+                           floor)
     finally:
         if gateway is not None:
             gateway.stop()

@@ -7,6 +7,9 @@ Kafka producer, event loop, idle). py-spy is a profiling tool, not a project dep
 `.venv/bin/pip install py-spy`.
 
     python -m bench.gateway_profile [--rates 200 500] [--seconds 8]
+
+Each rate is also driven once against the floor (`bench/gateway_floor.py`, no py-spy), whose CPU
+per request is the least a Python pass-through spends on the same machine at the same moment.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from bench.common import (
     CHAT_BODY,
     CHAT_PATH,
+    PROVIDER_KEY,
     RESULTS_DIR,
     gateway_stack,
     open_loop,
@@ -138,8 +142,17 @@ def run(rates: list[int], seconds: float, rate_hz: int) -> dict[str, Any]:
             # CPU the gateway process used (warm-up included), per request: the number to read;
             # the py-spy buckets say where it went.
             cpu_ms = round(cpu * 1000 / (load["sent"] + 30), 3)
+            floor_cpu_ms = None
+            if gw.floor is not None:
+                floor_url = gw.floor_url + CHAT_PATH
+                floor_headers = {"authorization": f"Bearer {PROVIDER_KEY}"}
+                floor_before = cpu_seconds(gw.floor.pid)
+                floor_load = asyncio.run(_drive(floor_url, floor_headers, rate, seconds))
+                floor_cpu = cpu_seconds(gw.floor.pid) - floor_before
+                floor_cpu_ms = round(floor_cpu * 1000 / (floor_load["sent"] + 30), 3)
             out["runs"].append({"rate_rps": rate, "load": load, "gateway_cpu_ms_per_request":
-                                cpu_ms, "profile": summary, "raw": str(raw)})
+                                cpu_ms, "floor_cpu_ms_per_request": floor_cpu_ms,
+                                "profile": summary, "raw": str(raw)})
     path = RESULTS_DIR / f"gateway_profile-{stamp}.json"
     path.write_text(json.dumps(out, indent=2))
     out["path"] = str(path)
@@ -158,7 +171,8 @@ def main() -> int:
         print(f"{item['rate_rps']} rps: achieved {load['achieved_rps']} ok {load['ok']} "
               f"errors {load['errors']} p50 {load['latency_ms']['p50']} p99 "
               f"{load['latency_ms']['p99']} ms; gateway CPU {item['gateway_cpu_ms_per_request']} "
-              "ms/request (py-spy attached)")
+              f"ms/request (py-spy attached), floor CPU {item['floor_cpu_ms_per_request']} "
+              "ms/request (no py-spy)")
         for name, value in profile.get("buckets", {}).items():
             print(f"    {name:<34} {value['share_of_busy']:>6.1%}")
     print(f"wrote {result['path']}")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from keywarden.settings import Settings, get_settings
 from schemas.topics import TOPICS, TopicSpec
@@ -48,6 +49,13 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> AIOKafk
         "compression_type": None,
     }
     return AIOKafkaProducer(**(options | overrides))
+
+
+def key_partition(key: bytes | None, partitions: Sequence[int]) -> int:
+    """The partition a producer's default partitioner sends `key` to among `partitions` (sorted):
+    Kafka's murmur2, as `producer.send(topic, value, key=key)` would choose (no key: any one).
+    For callers that hand the producer whole batches per partition (`send_batch`)."""
+    return DefaultPartitioner()(key, partitions, partitions)
 
 
 def make_consumer(

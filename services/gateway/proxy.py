@@ -180,14 +180,17 @@ class ProxyEndpoint:
             )
         exchange.provider_key_id = provider_key.provider_key_id
         secret = gateway.provider_secret(provider_key)
-        worst = gateway.ledger.worst_case(
-            matched.provider,
-            parsed.model,
-            parsed.prompt_tokens_estimate,
-            parsed.max_output_tokens,
-            exchange.occurred_at,
-        )
-        exchange.reservation = gateway.ledger.reserve(key, worst, exchange.occurred_at)
+        policy = key.policy
+        if policy.daily_budget_usd is not None or policy.monthly_budget_usd is not None:
+            # Only a capped key holds a worst case (reserve() holds nothing for the others).
+            worst = gateway.ledger.worst_case(
+                matched.provider,
+                parsed.model,
+                parsed.prompt_tokens_estimate,
+                parsed.max_output_tokens,
+                exchange.occurred_at,
+            )
+            exchange.reservation = gateway.ledger.reserve(key, worst, exchange.occurred_at)
         return raw, cast(dict[str, Any], body), secret  # parse_request checked it is an object
 
     async def _refuse(self, send: Any, exchange: Exchange, refusal: RequestRefused) -> None:
@@ -273,20 +276,30 @@ class ProxyEndpoint:
         except UpstreamError as error:
             await self._upstream_failed(send, exchange, error, sent_at)
             return
-        usage, served = _NO_USAGE, None
-        if 200 <= response.status_code < 300:
-            try:
-                report = adapter.parse_usage(exchange.endpoint, parse_json(answer))
-                usage, served = report.usage, report.served_model
-            except ValueError:
-                log.warning(
-                    "%s %s: answer is not JSON; usage unknown", exchange.provider, exchange.endpoint
-                )
-            outcome = Outcome.ACCEPTED
-        else:
-            outcome = Outcome.UPSTREAM_ERROR
-        self._finish(exchange, outcome, response.status_code, usage, served, sent_at, None)
-        await send_bytes(send, response.status_code, encode_headers(out_headers), answer)
+        answered_at = time.perf_counter()
+        # The answer goes out first: reading its usage, settling the hold, the metrics and the
+        # event are the gateway's bookkeeping, not the client's wait. Nothing else runs in
+        # between unless the client's socket is full, and a hold not yet settled only ever
+        # refuses more, never less.
+        try:
+            await send_bytes(send, response.status_code, encode_headers(out_headers), answer)
+        finally:
+            status = response.status_code
+            usage, served = _NO_USAGE, None
+            if 200 <= status < 300:
+                try:
+                    report = adapter.parse_usage(exchange.endpoint, parse_json(answer))
+                    usage, served = report.usage, report.served_model
+                except ValueError:
+                    log.warning(
+                        "%s %s: answer is not JSON; usage unknown",
+                        exchange.provider,
+                        exchange.endpoint,
+                    )
+                outcome = Outcome.ACCEPTED
+            else:
+                outcome = Outcome.UPSTREAM_ERROR
+            self._finish(exchange, outcome, status, usage, served, sent_at, None, answered_at)
 
     async def _upstream_failed(
         self, send: Any, exchange: Exchange, error: UpstreamError, sent_at: float
@@ -307,19 +320,21 @@ class ProxyEndpoint:
         served_model: str | None,
         sent_at: float,
         ttft_ms: float | None,
+        answered_at: float | None = None,
     ) -> None:
         gateway = self.gateway
-        now = time.perf_counter()
-        gateway.metrics.upstream_latency.observe(now - sent_at, provider=exchange.provider)
-        cost: Decimal | None = Decimal(0)
-        if usage.total_tokens:
-            cost = gateway.ledger.cost(
-                exchange.provider, served_model or exchange.model, usage, exchange.occurred_at
-            )
-        if exchange.key is not None:
-            gateway.ledger.settle(
-                exchange.reservation, exchange.key.key_id, cost, exchange.occurred_at
-            )
+        ended = answered_at if answered_at is not None else time.perf_counter()
+        gateway.metrics.upstream_latency.observe(ended - sent_at, provider=exchange.provider)
+        reservation = exchange.reservation
+        if reservation is not None and exchange.key is not None:
+            # The real cost settles the hold; a key without caps holds nothing, and the pipeline
+            # prices every event, so its cost is not worked out here.
+            cost: Decimal | None = Decimal(0)
+            if usage.total_tokens:
+                cost = gateway.ledger.cost(
+                    exchange.provider, served_model or exchange.model, usage, exchange.occurred_at
+                )
+            gateway.ledger.settle(reservation, exchange.key.key_id, cost, exchange.occurred_at)
         self._publish(
             exchange, outcome, status, usage=usage, served_model=served_model, ttft_ms=ttft_ms
         )

@@ -32,6 +32,8 @@ class Registry:
         self.events_applied = 0
         self._applied_at: dict[str, tuple[datetime, str]] = {}
         self._interner = RecordInterner()
+        # provider -> (its key for traffic, when that answer expires); emptied by every change
+        self._active: dict[str, tuple[ProviderKeyRecord | None, datetime | None]] = {}
 
     def apply(self, event: RegistryEvent) -> None:
         # A writer (the admin API) applies its own events at once and also follows the topic:
@@ -47,6 +49,7 @@ class Registry:
             self.index.put(record)
         if event.provider_key is not None:
             self.provider_keys[event.provider_key.provider_key_id] = event.provider_key
+            self._active.clear()
         self.events_applied += 1
 
     def apply_record(self, key: bytes | None, value: bytes | None) -> None:
@@ -77,8 +80,24 @@ class Registry:
     def active_provider_key(
         self, provider: str, now: datetime | None = None
     ) -> ProviderKeyRecord | None:
-        """The newest active key of `provider`, else the newest one still in its grace period."""
-        now = now or datetime.now(UTC)
+        """The newest active key of `provider`, else the newest one still in its grace period.
+
+        Asked on every request, so the answer is remembered until the registry changes or, when
+        it is a key in its grace period, until that period ends (time only ever retires keys)."""
+        if now is None:
+            now = datetime.now(UTC)
+            remembered = self._active.get(provider)
+            if remembered is not None and (remembered[1] is None or now < remembered[1]):
+                return remembered[0]
+            found = self._find_active_provider_key(provider, now)
+            in_grace = found is not None and found.status is ProviderKeyStatus.GRACE
+            self._active[provider] = (found, found.grace_until if in_grace else None)
+            return found
+        return self._find_active_provider_key(provider, now)
+
+    def _find_active_provider_key(
+        self, provider: str, now: datetime
+    ) -> ProviderKeyRecord | None:
         keys = self.provider_keys_of(provider)
         for status in (ProviderKeyStatus.ACTIVE, ProviderKeyStatus.GRACE):
             usable = [k for k in keys if k.status is status and k.usable(now)]

@@ -48,24 +48,39 @@ class StreamRelay:
         self._first_token_at: float | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        relay = asyncio.create_task(self._relay(send))
-        watch = asyncio.create_task(self._watch_disconnect(receive))
+        # The relay runs in this task; one watcher task listens for the client leaving and
+        # cancels it (a task less per stream than relaying in a task of its own).
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        state = {"relaying": True, "client_gone": False}
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if state["relaying"]:
+                        state["client_gone"] = True
+                        task.cancel()
+                    return
+
+        watch = asyncio.create_task(watch_disconnect())
         end = StreamEnd.COMPLETE
         try:
-            done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if relay not in done:
-                end = StreamEnd.CLIENT_GONE
-            elif (error := relay.exception()) is not None:
-                end = (
-                    StreamEnd.UPSTREAM_FAILED
-                    if isinstance(error, UpstreamError)
-                    else StreamEnd.CLIENT_GONE
-                )
+            await self._relay(send)
+        except asyncio.CancelledError:
+            if not state["client_gone"] or task.uncancel() > cancelling:
+                raise  # cancelled from outside: not ours to swallow
+            end = StreamEnd.CLIENT_GONE
+        except UpstreamError:
+            end = StreamEnd.UPSTREAM_FAILED
+        except Exception:
+            end = StreamEnd.CLIENT_GONE  # the client's side failed (as a failed send)
         finally:
-            for task in (relay, watch):
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            state["relaying"] = False
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
             await self._upstream.close()
             self._on_done(StreamResult(end, self._first_token_at))
 
@@ -88,13 +103,6 @@ class StreamRelay:
         if self._first_token_at is None and parser.first_token_seen:
             self._first_token_at = time.perf_counter()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-    @staticmethod
-    async def _watch_disconnect(receive: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
 
 
 __all__ = ["StreamEnd", "StreamRelay", "StreamResult"]

@@ -4,13 +4,21 @@ beyond a temp folder."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import stat
 
 import pytest
 
 from keywarden.settings import load_settings
 from schemas.events.keys import WrappedKeyRecord
-from services.gateway.auth import KeyIndex, credential_from, issue_wrapped_key
+from services.gateway.auth import (
+    KeyIndex,
+    WrappedKeyHasher,
+    credential_from,
+    hash_wrapped_key,
+    issue_wrapped_key,
+)
 from services.gateway.errors import (
     AuthError,
     DecryptionFailed,
@@ -135,3 +143,12 @@ def test_credential_is_read_from_every_sdk_header():
     assert credential_from({"x-goog-api-key": "kw_c_sk_x"}, {}) == "kw_c_sk_x"
     assert credential_from({}, {"key": "kw_d_sk_x"}) == "kw_d_sk_x"
     assert credential_from({}, {}) is None
+
+
+@pytest.mark.parametrize("pepper_bytes", [0, 1, 32, 64, 65, 200])
+def test_wrapped_key_hasher_is_hmac_sha256_of_the_pepper(pepper_bytes):
+    pepper = bytes(range(256))[:pepper_bytes]
+    hasher = WrappedKeyHasher(pepper)
+    for value in ("kw_team-a_sk_" + "x" * 43, "", "ü" * 70, issue_wrapped_key("a", pepper).value):
+        assert hasher(value) == hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()
+        assert hasher(value) == hash_wrapped_key(value, pepper)

@@ -3,8 +3,10 @@ the wrapped key never does), usage normalisation and SSE stream parsing at any b
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import re
 
 import pytest
 
@@ -17,6 +19,7 @@ from services.gateway.providers import (
     error_body,
     match_route,
 )
+from services.gateway.providers.base import SSESplitter, make_usage
 
 WRAPPED = "kw_team-a_sk_0123456789abcdef"
 REAL = "sk-real-provider-key"
@@ -813,12 +816,23 @@ def _splits(data: bytes, seed: int) -> list[bytes]:
     return pieces
 
 
+def _events(data: bytes, per_piece: int) -> list[bytes]:
+    """`data` cut after every `per_piece` whole events (as providers usually write them)."""
+    events = re.findall(rb".*?(?:\r\n\r\n|\n\n)", data, re.S)
+    assert b"".join(events) == data
+    return [b"".join(events[at : at + per_piece]) for at in range(0, len(events), per_piece)]
+
+
 @pytest.mark.parametrize("case", list(STREAM_CASES))
-@pytest.mark.parametrize("split", ["whole", "bytewise", "random-1", "random-2", "random-3"])
+@pytest.mark.parametrize(
+    "split", ["whole", "bytewise", "events-1", "events-2", "random-1", "random-2", "random-3"]
+)
 def test_stream_parsers_at_any_split(case, split):
     provider, endpoint, strip, stream, forwarded, usage, served = STREAM_CASES[case]
     if split == "whole":
         pieces = [stream]
+    elif split.startswith("events-"):
+        pieces = _events(stream, int(split[-1]))
     elif split == "bytewise":
         pieces = [stream[i : i + 1] for i in range(len(stream))]
     else:
@@ -926,3 +940,50 @@ def test_chat_stream_with_null_usage_on_every_chunk_reads_the_final_usage():
         assert parser.served_model == "gpt-4o-mini-2024-07-18"
         expected = b"".join(chunks[:-2] + chunks[-1:]) if strip else b"".join(chunks)
         assert out == expected
+
+
+def test_make_usage_clamps_any_counts_into_a_valid_usage():
+    for counts in itertools.product((0, 1, 3, 10**12), repeat=7):
+        usage = make_usage(*counts)
+        assert Usage.model_validate(usage.model_dump()) == usage, counts
+
+
+def _reference_sse(stream: bytes) -> list[tuple[bytes, str | None, str | None]]:
+    """The SSE framing spelled out line by line (what the splitter must agree with)."""
+    events, start, event, data, at = [], 0, None, [], 0
+    while (newline := stream.find(b"\n", at)) >= 0:
+        line, at = stream[at:newline].rstrip(b"\r"), newline + 1
+        if not line:
+            events.append((stream[start:at], event, "\n".join(data) if data else None))
+            start, event, data = at, None, []
+        elif not line.startswith(b":"):
+            name, _, value = line.decode(errors="replace").partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+    if start < len(stream):
+        rest = stream[at:].rstrip(b"\r\n")
+        if rest and not rest.startswith(b":"):
+            name, _, value = rest.decode(errors="replace").partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+        events.append((stream[start:], event, "\n".join(data) if data else None))
+    return events
+
+
+def test_sse_splitter_agrees_with_the_line_by_line_framing_at_any_split():
+    rng = random.Random(7)
+    parts = [b"data: ", b"event: x", b":c", b"\n", b"\r\n", b"\r", b"\r\r\n", b"abc",
+             b"d\xc3\xa9", b"data", b" ", b":", b'{"a":1}']
+    for _ in range(3000):
+        stream = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 40)))
+        cuts = sorted(rng.sample(range(len(stream) + 1), min(len(stream) + 1, rng.randint(0, 6))))
+        splitter = SSESplitter()
+        events = [e for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)
+                  for e in splitter.feed(stream[a:b])] + splitter.finish()
+        assert [(e.raw, e.event, e.data) for e in events] == _reference_sse(stream), stream

@@ -38,9 +38,20 @@ def adapter_for(provider: str) -> ProviderAdapter:
         ) from None
 
 
+_MATCHED: dict[tuple[str, str], RouteMatch | None] = {}
+_MATCHED_LIMIT = 4096  # paths are the client's: remembered up to a bound
+
+
 def match_route(method: str, path: str) -> RouteMatch | None:
-    """The provider and endpoint serving `method path`; None when the gateway does not proxy it."""
-    return match_route_in(ROUTES, method, path)
+    """The provider and endpoint serving `method path`; None when the gateway does not proxy it.
+    Remembered per method and path (the routes are fixed), since every request asks."""
+    found = _MATCHED.get((method, path), _MATCHED)
+    if found is _MATCHED:
+        found = match_route_in(ROUTES, method, path)
+        if len(_MATCHED) >= _MATCHED_LIMIT:
+            _MATCHED.clear()
+        _MATCHED[(method, path)] = found
+    return found  # type: ignore[return-value]
 
 
 __all__ = [

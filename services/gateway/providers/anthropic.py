@@ -78,6 +78,8 @@ class MessagesStreamParser(SSEStreamParser):
         # After message_start and the first delta, only message_delta (usage) tells more.
         return self._first_token_seen and b'"usage"' not in raw
 
+    can_skip_chunk = can_skip
+
     def on_event(self, event: SSEEvent) -> bool:
         payload = event.json()
         if not isinstance(payload, dict):

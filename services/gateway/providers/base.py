@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
@@ -194,15 +194,22 @@ def text_chars(value: Any) -> int:
     """Characters of prompt text in a JSON value (strings, recursively, minus ids and binaries)."""
     if isinstance(value, str):
         return len(value)
+    total = 0  # loops rather than sum(generator): this runs over every request's messages
     if isinstance(value, list):
-        return sum(text_chars(item) for item in value)
-    if isinstance(value, dict):
-        return sum(text_chars(v) for k, v in value.items() if k not in _NON_TEXT_KEYS)
-    return 0
+        for item in value:
+            total += len(item) if isinstance(item, str) else text_chars(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _NON_TEXT_KEYS:
+                total += len(item) if isinstance(item, str) else text_chars(item)
+    return total
 
 
 def estimate_tokens(*values: Any) -> int:
-    return math.ceil(sum(text_chars(v) for v in values) / 4)
+    chars = 0
+    for value in values:
+        chars += text_chars(value)
+    return math.ceil(chars / 4)
 
 
 def require_object(body: Any, endpoint: str) -> dict[str, Any]:
@@ -255,15 +262,16 @@ _DROPPED_HEADERS = frozenset({
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Client headers safe to pass upstream, lower-cased; credentials and hop-by-hop removed."""
-    return {
-        name.lower(): value
-        for name, value in headers.items()
-        if name.lower() not in _DROPPED_HEADERS and not name.lower().startswith("proxy-")
-    }
+    forwarded = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower not in _DROPPED_HEADERS and not lower.startswith("proxy-"):
+            forwarded[lower] = value
+    return forwarded
 
 
 def query_pairs(query: QueryInput) -> list[tuple[str, str]]:
-    if query is None:
+    if not query:  # None, or no query string (nearly every request)
         return []
     if isinstance(query, str | bytes):
         text = query.decode() if isinstance(query, bytes) else query
@@ -282,82 +290,104 @@ def upstream_url(base_url: str, path: str, pairs: list[tuple[str, str]]) -> str:
 # --- SSE framing --------------------------------------------------------------------------------
 
 
-@dataclass
 class SSEEvent:
-    """One server-sent event: its exact bytes (terminator included) and its parsed fields."""
+    """One server-sent event: its exact bytes (terminator included); its `event` and `data`
+    fields are read from them only when asked (most events are forwarded unread)."""
 
-    raw: bytes
-    event: str | None = None
-    data: str | None = None
+    __slots__ = ("raw", "_fields")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._fields: tuple[str | None, str | None] | None = None
+
+    @property
+    def event(self) -> str | None:
+        return self._parsed()[0]
+
+    @property
+    def data(self) -> str | None:
+        return self._parsed()[1]
+
+    def _parsed(self) -> tuple[str | None, str | None]:
+        if self._fields is None:
+            event: str | None = None
+            data: list[str] = []
+            for line in self.raw.split(b"\n"):
+                line = line.rstrip(b"\r")
+                if not line or line.startswith(b":"):
+                    continue  # the blank terminator; a comment / keep-alive
+                name, _, value = line.decode("utf-8", errors="replace").partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+            self._fields = (event, "\n".join(data) if data else None)
+        return self._fields
 
     def json(self) -> Any | None:
-        if self.data is None or self.data == "[DONE]":
+        data = self.data
+        if data is None or data == "[DONE]":
             return None
         try:
-            return orjson.loads(self.data)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             try:
-                return json.loads(self.data)  # what orjson refuses and Python accepts (NaN)
+                return json.loads(data)  # what orjson refuses and Python accepts (NaN)
             except ValueError:
                 return None
 
 
-@dataclass
 class SSESplitter:
     """Splits a byte stream into SSE events at blank lines (`\\n` or `\\r\\n` line endings),
     across arbitrary chunk boundaries, keeping each event's bytes exactly as received."""
 
-    _buffer: bytearray = field(default_factory=bytearray)
-    _scan_from: int = 0  # offset in _buffer where the next unread line starts
-    _event: str | None = None
-    _data: list[str] = field(default_factory=list)
+    __slots__ = ("_buffer", "_scan_from")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scan_from = 0  # offset in _buffer where the next unread line starts
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        self._buffer += chunk
+        buffer = self._buffer
+        buffer += chunk
         events: list[SSEEvent] = []
+        start = 0  # where the event being read began in the buffer
+        scan = self._scan_from
         while True:
-            newline = self._buffer.find(b"\n", self._scan_from)
+            newline = buffer.find(b"\n", scan)
             if newline < 0:
-                return events
-            line = bytes(self._buffer[self._scan_from : newline]).rstrip(b"\r")
-            self._scan_from = newline + 1
-            if line:
-                self._field(line.decode("utf-8", errors="replace"))
-                continue
-            events.append(self._complete(self._scan_from))
+                break
+            # blank: nothing, or only "\r", before the "\n"
+            blank = newline == scan or (
+                buffer[scan] == 13 and not buffer[scan:newline].strip(b"\r")
+            )
+            scan = newline + 1
+            if blank:
+                events.append(SSEEvent(bytes(buffer[start:scan])))
+                start = scan
+        if start:
+            del buffer[:start]
+            scan -= start
+        self._scan_from = scan
+        return events
+
+    @property
+    def at_event_boundary(self) -> bool:
+        """Nothing of a next event has arrived yet."""
+        return not self._buffer
 
     def finish(self) -> list[SSEEvent]:
         """The last event when the stream ended without a blank line, plus any partial line."""
-        if self._scan_from < len(self._buffer):
-            self._field(
-                bytes(self._buffer[self._scan_from :]).rstrip(b"\r\n").decode(errors="replace")
-            )
-            self._scan_from = len(self._buffer)
         if not self._buffer:
             return []
-        return [self._complete(len(self._buffer))]
-
-    def _field(self, line: str) -> None:
-        if line.startswith(":"):
-            return  # comment / keep-alive
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-
-    def _complete(self, end: int) -> SSEEvent:
-        event = SSEEvent(
-            raw=bytes(self._buffer[:end]),
-            event=self._event,
-            data="\n".join(self._data) if self._data else None,
-        )
-        del self._buffer[:end]
+        event = SSEEvent(bytes(self._buffer))
+        self._buffer.clear()
         self._scan_from = 0
-        self._event = None
-        self._data = []
-        return event
+        return [event]
+
+
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n")  # a blank line ends an event
 
 
 class SSEStreamParser:
@@ -383,6 +413,14 @@ class SSEStreamParser:
         return self._first_token_seen
 
     def feed(self, chunk: bytes) -> bytes:
+        # A chunk of whole events none of which can tell anything new goes out as it came,
+        # without being split into events (after the first tokens, nearly every chunk).
+        if (
+            chunk.endswith(_EVENT_ENDS)
+            and self._splitter.at_event_boundary
+            and self.can_skip_chunk(chunk)
+        ):
+            return chunk
         return self._forward(self._splitter.feed(chunk))
 
     def finish(self) -> bytes:
@@ -397,6 +435,10 @@ class SSEStreamParser:
         """True when an event's bytes show it tells nothing new (it is then forwarded without
         being parsed): usage rides on the last events, so once the first token is seen only
         those are read."""
+        return False
+
+    def can_skip_chunk(self, chunk: bytes) -> bool:
+        """True when every event in `chunk` (whole events) is one `can_skip` would pass."""
         return False
 
     def on_event(self, event: SSEEvent) -> bool:

@@ -96,6 +96,14 @@ class ChatStreamParser(SSEStreamParser):
             and (b'"usage"' not in raw or b'"usage":null' in raw)
         )
 
+    def can_skip_chunk(self, chunk: bytes) -> bool:
+        # Every "usage" in the chunk is a "usage":null: each of its events passes can_skip.
+        return (
+            self._first_token_seen
+            and self._served_model is not None
+            and chunk.count(b'"usage"') == chunk.count(b'"usage":null')
+        )
+
     def on_event(self, event: SSEEvent) -> bool:
         chunk = event.json()
         if not isinstance(chunk, dict):
@@ -128,6 +136,8 @@ class ResponsesStreamParser(SSEStreamParser):
 
     def can_skip(self, raw: bytes) -> bool:
         return self._first_token_seen and b'"usage"' not in raw
+
+    can_skip_chunk = can_skip
 
     def on_event(self, event: SSEEvent) -> bool:
         payload = event.json()
