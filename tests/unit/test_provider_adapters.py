@@ -950,6 +950,15 @@ def test_make_usage_clamps_any_counts_into_a_valid_usage():
 
 def _reference_sse(stream: bytes) -> list[tuple[bytes, str | None, str | None]]:
     """The SSE framing spelled out line by line (what the splitter must agree with)."""
+
+    def field(line: bytes, event: str | None, data: list[str]) -> str | None:
+        """Read one field line: appends a data value, returns the (new) event name."""
+        name, _, value = line.decode(errors="replace").partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        return value if name == "event" else event
+
     events, start, event, data, at = [], 0, None, [], 0
     while (newline := stream.find(b"\n", at)) >= 0:
         line, at = stream[at:newline].rstrip(b"\r"), newline + 1
@@ -957,21 +966,11 @@ def _reference_sse(stream: bytes) -> list[tuple[bytes, str | None, str | None]]:
             events.append((stream[start:at], event, "\n".join(data) if data else None))
             start, event, data = at, None, []
         elif not line.startswith(b":"):
-            name, _, value = line.decode(errors="replace").partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+            event = field(line, event, data)
     if start < len(stream):
         rest = stream[at:].rstrip(b"\r\n")
         if rest and not rest.startswith(b":"):
-            name, _, value = rest.decode(errors="replace").partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+            event = field(rest, event, data)
         events.append((stream[start:], event, "\n".join(data) if data else None))
     return events
 
