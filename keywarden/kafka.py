@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,15 +28,34 @@ class KafkaUnavailable(RuntimeError):
     retriable = True
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of every Kafka client (aiokafka's and faust's) when the security protocol
+    is SSL or SASL_SSL, else None: it verifies the broker's certificate and host name against
+    `kafka_ssl_cafile` when set (a private CA), else against the system's authorities."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    cafile = settings.kafka_ssl_cafile
+    return ssl.create_default_context(cafile=str(cafile) if cafile is not None else None)
+
+
+def sasl_password(settings: Settings) -> str | None:
+    """The SASL password in clear, for the client that sends it and nobody else."""
+    secret = settings.kafka_sasl_password
+    return secret.get_secret_value() if secret is not None else None
+
+
 def _common(settings: Settings) -> dict[str, Any]:
+    # aiokafka refuses SSL and SASL_SSL without an `ssl_context` ("ssl_context is mandatory"):
+    # every client built here needs it, not just the faust App.
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
+        "ssl_context": tls_context(settings),
     }
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
+        options["sasl_plain_password"] = sasl_password(settings)
     return options
 
 
