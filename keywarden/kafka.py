@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -38,10 +39,32 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(cafile) if cafile is not None else None)
 
 
+class _RedactSaslBytes(logging.Filter):
+    """aiokafka's connection logs every request at DEBUG, SaslAuthenticateRequest included, and
+    a PLAIN one carries the password in clear: blank its bytes before any handler sees them."""
+
+    _BYTES = re.compile(r"sasl_auth_bytes=b(['\"]).*?(?<!\\)\1")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "sasl_auth_bytes" in message:
+            record.msg, record.args = self._BYTES.sub("sasl_auth_bytes=<redacted>", message), ()
+        return True
+
+
+_REDACT_SASL_BYTES = _RedactSaslBytes()
+
+
 def sasl_password(settings: Settings) -> str | None:
-    """The SASL password in clear, for the client that sends it and nobody else."""
+    """The SASL password in clear, for the client that sends it and nobody else (and, as it is
+    about to be sent, aiokafka's DEBUG log of the request is made to leave it out)."""
     secret = settings.kafka_sasl_password
-    return secret.get_secret_value() if secret is not None else None
+    if secret is None:
+        return None
+    connection_log = logging.getLogger("aiokafka.conn")
+    if _REDACT_SASL_BYTES not in connection_log.filters:
+        connection_log.addFilter(_REDACT_SASL_BYTES)
+    return secret.get_secret_value()
 
 
 def _common(settings: Settings) -> dict[str, Any]:

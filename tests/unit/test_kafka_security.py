@@ -3,13 +3,14 @@ and the local SASL_SSL broker's configuration (deploy/local/kafka_sasl.py) says 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from deploy.local.kafka import BrokerConfigError
 from deploy.local.kafka_sasl import SaslSslListener, with_properties
-from keywarden.kafka import make_consumer, make_producer, tls_context
+from keywarden.kafka import make_consumer, make_producer, sasl_password, tls_context
 from keywarden.settings import ConfigError, load_settings
 from tests.support.tls import make_certificates
 
@@ -68,3 +69,17 @@ def test_a_password_that_would_break_the_jaas_line_is_refused(tmp_path: Path) ->
     certs = make_certificates(tmp_path)
     with pytest.raises(BrokerConfigError, match="'kw'"):
         SaslSslListener(certs.server_pem, certs.ca_file, {"broker": "b1", "kw": 'a"b'})
+
+
+def test_aiokafkas_debug_log_of_the_sasl_login_leaves_the_password_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
+
+    password = sasl_password(load_settings(**SASL_SSL))
+    assert password == "kafka-pass-unit"
+    request = SaslAuthenticateRequest_v1(sasl_auth_bytes=b"kw\x00kw\x00" + password.encode())
+    caplog.set_level(logging.DEBUG, logger="aiokafka.conn")
+    logging.getLogger("aiokafka.conn").debug("Request to %s %s: %s", "127.0.0.1:9092", 3, request)
+    assert "SaslAuthenticateRequest" in caplog.text and "sasl_auth_bytes=<redacted>" in caplog.text
+    assert password not in caplog.text
