@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
-    kafka_sasl_mechanism: str | None = Field(
-        default=None, description="e.g. PLAIN or SCRAM-SHA-512"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default PLAIN)"
     )
     kafka_sasl_username: str | None = Field(default=None, description="SASL user")
     kafka_sasl_password: SecretStr | None = Field(

@@ -83,3 +83,8 @@ def test_aiokafkas_debug_log_of_the_sasl_login_leaves_the_password_out(
     logging.getLogger("aiokafka.conn").debug("Request to %s %s: %s", "127.0.0.1:9092", 3, request)
     assert "SaslAuthenticateRequest" in caplog.text and "sasl_auth_bytes=<redacted>" in caplog.text
     assert password not in caplog.text
+
+
+def test_an_unsupported_sasl_mechanism_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="KEYWARDEN_KAFKA_SASL_MECHANISM"):
+        load_settings(**(SASL_SSL | {"kafka_sasl_mechanism": "GSSAPI"}))
