@@ -162,10 +162,10 @@ async def test_every_component_works_through_a_sasl_ssl_only_broker_without_leak
         },
         log_path=tmp_path / "pipeline.log", health_port=health_port,
     )
-    worker.start()
-    owner_token, _ = await bootstrap_owner(settings, "olivia-owner")
     async with AsyncExitStack() as stack:
+        worker.start()
         stack.callback(worker.stop)
+        owner_token, _ = await bootstrap_owner(settings, "olivia-owner")
         admin = AdminServer(settings)
         await admin.start()
         stack.push_async_callback(admin.stop)
