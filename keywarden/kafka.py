@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,15 +29,56 @@ class KafkaUnavailable(RuntimeError):
     retriable = True
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of every Kafka client (aiokafka's and faust's) when the security protocol
+    is SSL or SASL_SSL, else None: it verifies the broker's certificate and host name against
+    `kafka_ssl_cafile` when set (a private CA), else against the system's authorities."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    cafile = settings.kafka_ssl_cafile
+    return ssl.create_default_context(cafile=str(cafile) if cafile is not None else None)
+
+
+class _RedactSaslBytes(logging.Filter):
+    """aiokafka's connection logs every request at DEBUG, SaslAuthenticateRequest included, and
+    a PLAIN one carries the password in clear: blank its bytes before any handler sees them."""
+
+    _BYTES = re.compile(r"sasl_auth_bytes=b(['\"]).*?(?<!\\)\1")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "sasl_auth_bytes" in message:
+            record.msg, record.args = self._BYTES.sub("sasl_auth_bytes=<redacted>", message), ()
+        return True
+
+
+_REDACT_SASL_BYTES = _RedactSaslBytes()
+
+
+def sasl_password(settings: Settings) -> str | None:
+    """The SASL password in clear, for the client that sends it and nobody else (and, as it is
+    about to be sent, aiokafka's DEBUG log of the request is made to leave it out)."""
+    secret = settings.kafka_sasl_password
+    if secret is None:
+        return None
+    connection_log = logging.getLogger("aiokafka.conn")
+    if _REDACT_SASL_BYTES not in connection_log.filters:
+        connection_log.addFilter(_REDACT_SASL_BYTES)
+    return secret.get_secret_value()
+
+
 def _common(settings: Settings) -> dict[str, Any]:
+    # aiokafka refuses SSL and SASL_SSL without an `ssl_context` ("ssl_context is mandatory"):
+    # every client built here needs it, not just the faust App.
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
+        "ssl_context": tls_context(settings),
     }
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
+        options["sasl_plain_password"] = sasl_password(settings)
     return options
 
 

@@ -41,11 +41,18 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
-    kafka_sasl_mechanism: str | None = Field(
-        default=None, description="e.g. PLAIN or SCRAM-SHA-512"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default PLAIN)"
     )
     kafka_sasl_username: str | None = Field(default=None, description="SASL user")
-    kafka_sasl_password: str | None = Field(default=None, description="SASL password (secret)")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (secret)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
+        "default: the system's trusted CAs",
+    )
 
     # --- local Kafka broker (deploy/local) -------------------------------------------
     kafka_version: str = Field(
@@ -379,7 +386,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
         return value
 
-    @field_validator("pricing_overrides_file", "pricing_data_file")
+    @field_validator("pricing_overrides_file", "pricing_data_file", "kafka_ssl_cafile")
     @classmethod
     def _pricing_file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

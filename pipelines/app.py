@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 
 import faust
 
+from keywarden.kafka import sasl_password, tls_context
 from keywarden.settings import Settings
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    """The Kafka security settings of keywarden/kafka.py, in faust's terms (issue 13: the app was
-    built without them and could not reach a secured broker). TLS verifies against the system's
-    certificate authorities."""
+    """The Kafka security settings of every other client (keywarden/kafka.py), in faust's terms:
+    the same TLS context (a private CA from `kafka_ssl_cafile`, else the system's) and SASL
+    login."""
     protocol = settings.kafka_security_protocol
-    tls = ssl.create_default_context() if protocol in ("SSL", "SASL_SSL") else None
+    tls = tls_context(settings)
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+            username=settings.kafka_sasl_username, password=sasl_password(settings),
             mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=tls)
     if tls is not None:
         return faust.SSLCredentials(tls)

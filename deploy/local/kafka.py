@@ -446,7 +446,7 @@ class LocalKafka:
                     f"kafka[{self.name}] exited with code {self._process.returncode} during "
                     f"start-up.\n{self._log_tail()}"
                 )
-            if port_accepts(self.host, self.port) and await _answers_metadata(self.bootstrap):
+            if port_accepts(self.host, self.port) and await self.answers_metadata():
                 return
             if time.monotonic() > deadline:
                 raise BrokerStartError(
@@ -454,6 +454,10 @@ class LocalKafka:
                     f"within {timeout:.0f} s.\n{self._log_tail()}"
                 )
             await asyncio.sleep(0.2)
+
+    async def answers_metadata(self) -> bool:
+        """True when a client of this broker's listener can fetch cluster metadata."""
+        return await _answers_metadata(self.bootstrap)
 
     def _log_tail(self) -> str:
         parts = []
@@ -485,12 +489,15 @@ def _new_cluster_id() -> str:
             return text
 
 
-async def _answers_metadata(bootstrap: str) -> bool:
-    """True when an aiokafka client can fetch cluster metadata listing at least one broker."""
+async def _answers_metadata(bootstrap: str, **client_options: object) -> bool:
+    """True when an aiokafka client (`client_options`: its security settings) can fetch cluster
+    metadata listing at least one broker."""
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_options  # type: ignore[arg-type]
+    )
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=5.0)
         metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout=5.0)

@@ -204,7 +204,9 @@ class KeywardenCallback(CustomLogger):
             "security_protocol": env.get("KEYWARDEN_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
         }
         if self.security["security_protocol"] in ("SSL", "SASL_SSL"):
-            self.security["ssl_context"] = ssl.create_default_context()  # the system's CAs
+            # A private CA when KEYWARDEN_KAFKA_SSL_CAFILE names one, else the system's CAs.
+            cafile = env.get("KEYWARDEN_KAFKA_SSL_CAFILE") or None
+            self.security["ssl_context"] = ssl.create_default_context(cafile=cafile)
         if env.get("KEYWARDEN_KAFKA_SASL_MECHANISM"):
             self.security |= {
                 "sasl_mechanism": env["KEYWARDEN_KAFKA_SASL_MECHANISM"],

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,12 +47,19 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def start_test_broker(
-    tmp_home: Path, port: int | None = None, *, controller_port: int | None = None
+    tmp_home: Path,
+    port: int | None = None,
+    *,
+    controller_port: int | None = None,
+    broker: type[LocalKafka] = LocalKafka,
+    **options: Any,
 ) -> LocalKafka:
-    """Start a broker named "test" with its data under `tmp_home`; free ports unless given."""
+    """Start a broker named "test" with its data under `tmp_home`; free ports unless given.
+    `broker` and `options` pick another kind (`SaslSslLocalKafka(listener=…)`)."""
     settings = get_settings()
     picked = iter(free_ports(2))
-    kafka = LocalKafka(
+    kafka = broker(
+        **options,
         home=tmp_home,
         name=TEST_BROKER_NAME,
         port=port or next(picked),

@@ -83,3 +83,17 @@ def test_a_raw_key_in_the_hash_field_is_hashed_and_unpriced_providers_are_skippe
     assert callback.key_id(SECRET) == "litellm_" + hashlib.sha256(SECRET.encode()).hexdigest()
     assert callback.build_event(PAYLOAD | {"custom_llm_provider": "bedrock"}, None, ok=True,
                                 gateway_id="g") is None
+
+
+def test_the_callback_verifies_a_tls_broker_against_the_configured_ca(tmp_path: Path) -> None:
+    from tests.support.tls import make_certificates
+
+    certs = make_certificates(tmp_path)
+    made = callback.KeywardenCallback(environ={
+        "KEYWARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KEYWARDEN_KAFKA_SASL_MECHANISM": "PLAIN",
+        "KEYWARDEN_KAFKA_SASL_USERNAME": "kw", "KEYWARDEN_KAFKA_SASL_PASSWORD": "pw",
+        "KEYWARDEN_KAFKA_SSL_CAFILE": str(certs.ca_file)})
+    authorities = made.security["ssl_context"].get_ca_certs()
+    assert [dict(item[0] for item in ca["subject"]) for ca in authorities] == [
+        {"commonName": "keywarden test CA"}]
+    assert made.security["sasl_plain_password"] == "pw"
