@@ -64,7 +64,7 @@ def _usual(compared: WindowBaseline) -> str:
     days = len(compared.history)
     kind = {"weekday": "weekday", "weekend": "weekend day"}.get(compared.day_kind, "day")
     if compared.centre_name == "highest":
-        centre = f"highest of the last {days} {kind}s (a key in its first two weeks)"
+        centre = f"highest of the last {days} {kind}s (a key still ramping up)"
     else:
         centre = f"{compared.centre_name} of the last {days} {kind}s"
     return centre

@@ -8,15 +8,18 @@ differ from its weekdays (by 30% or more in volume), the last 7 days of the same
 weekend, UTC) once 3 weekdays, or one weekend, exist in the lookback; else the
 last 7 days whatever their kind (a daily batch job is then known after 4 runs of 7). A day counts
 as history only if the key had been seen by the end of that day's first hour. The centre is the
-median of those windows, so one past surge does not raise it; while the key has less than 14
-days of history it is the highest of them, so a ramp-up is not a spike (and with the default
-`min_history_days` of 7, a key's first week raises no spike alert at all). Tokens and cost
-centres are that request count times the history's pooled figure per request.
+median of those windows, so one past surge does not raise it. A key still ramping up is compared
+with the highest of them instead, so its growth is not a spike: a key with less than 14 days of
+history whose history days differ by more than 2x, or an older key whose two newest history days
+both ran 30% or more above its median day (with the default `min_history_days` of 7, a key's
+first week raises no spike alert at all). Tokens and cost centres are that request count times
+the history's pooled figure per request.
 
 A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
-(scaled to the window's length), and its request count is significant against the history
-windows (p <= `alpha`, conditional test of two Poisson rates): a quiet key neither pages on noise
-nor hides a real surge. Tokens and cost are judged the same way, their significance read in
+(scaled to the window's length), and its request count is significant (p <= `alpha`, conditional
+test of two Poisson rates) against the history windows without the busiest one (for a ramping
+key: against its highest window, as often as there are history windows): a quiet key neither
+pages on noise nor hides a real surge. Tokens and cost are judged the same way, their significance read in
 units of twice the history's figure per request (requests differ in size, so a token or cost
 total is noisier than a request count).
 
@@ -41,7 +44,9 @@ BASELINE_MODES = (SEASONAL, FLAT)
 MEDIAN, UPPER, HIGHEST, MEAN = "median", "second-highest", "highest", "mean"
 WEEKDAY, WEEKEND, ANY_DAY = "weekday", "weekend", "day"
 HISTORY_WINDOWS = 7  # at most this many past days per baseline
-YOUNG_DAYS = 14  # a key with less history is still ramping up
+YOUNG_DAYS = 14  # a key with less history may still be ramping up
+YOUNG_SPREAD = 2  # ... and is, while its history days differ by more than this factor
+GROWN = Decimal("1.3")  # an older key whose two newest days ran this far above its median grew
 RHYTHM_BAND = (0.7, 1 / 0.7)  # weekend/weekday volume inside this band: no weekly rhythm
 # same-kind days enough to compare with them alone: 3 weekdays, or one weekend
 SAME_KIND_DAYS = {WEEKDAY: 3, WEEKEND: 2}
@@ -158,8 +163,6 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
         return HistoryPlan(tuple(recent), ANY_DAY, MEAN)
     history = [today - timedelta(days=back) for back in range(1, lookback_days + 1)]
     history = [day for day in history if counts_as_history(first_seen, day)]
-    # the first two weeks: the highest window, so that a ramp-up is not a spike
-    centre = HIGHEST if len(history) < YOUNG_DAYS else MEDIAN
     kind = day_kind(today)
     same = [day for day in history if day_kind(day) == kind]
     enough = min(min_history_days, SAME_KIND_DAYS[kind])
@@ -167,8 +170,26 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
     settled = [day for day in history if day <= today - timedelta(days=2)]
     rhythm = day_requests is None or weekly_rhythm({day: day_requests(day) for day in settled})
     if rhythm and len(same) >= enough:
-        return HistoryPlan(tuple(same[:HISTORY_WINDOWS]), kind, centre)
-    return HistoryPlan(tuple(recent), ANY_DAY, centre)
+        days, kind = tuple(same[:HISTORY_WINDOWS]), kind
+    else:
+        days, kind = tuple(recent), ANY_DAY
+    young = len(history) < YOUNG_DAYS
+    totals = None if day_requests is None else [day_requests(day) for day in days]
+    return HistoryPlan(days, kind, HIGHEST if ramping(totals, young=young) else MEDIAN)
+
+
+def ramping(totals: Sequence[int] | None, *, young: bool) -> bool:
+    """Whether a key is still growing into its traffic, so that its growth is not a spike: a
+    key in its first two weeks whose history days (newest first) differ by more than
+    `YOUNG_SPREAD`x (or whose days are unknown), or an older key whose two newest history days
+    both ran `GROWN` x its median day or more (two, so that one surge day is not growth).
+    A ramping key is compared with the highest of its history windows."""
+    if totals is None or len(totals) < 3:
+        return young
+    if young:
+        return max(totals) > YOUNG_SPREAD * min(totals)
+    usual = _median([Decimal(total) for total in totals])
+    return usual > 0 and min(totals[0], totals[1]) >= GROWN * usual
 
 
 def baseline_from_days(days: Sequence[Volume | None], min_history_days: int) -> Baseline | None:
@@ -217,6 +238,17 @@ def robust_centre(history: Sequence[Volume], centre: str) -> Average:
                    requests * total.cost_usd / total.requests)
 
 
+def noise_reference(base: WindowBaseline) -> tuple[int, float]:
+    """(windows, requests in them) that today's window is tested against: the history windows
+    without the busiest one (so one past surge neither raises the usual rate nor hides a
+    surge), or, for a ramping key compared with its highest window, that window as often as
+    there are history windows (its growth must not look significant either)."""
+    counts = [volume.requests for volume in base.history]
+    if base.centre_name == HIGHEST or len(counts) < 3:
+        return len(counts), float(base.centre.requests) * len(counts)
+    return len(counts) - 1, float(sum(counts) - max(counts))
+
+
 def _ceil(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
 
@@ -230,8 +262,7 @@ def thresholds(base: WindowBaseline, *, factor: Decimal, floor: int,
     centre = base.centre
     needed_by_noise = needed_by_size = 1
     if alpha is not None and base.history:
-        windows = len(base.history)
-        total = float(centre.requests) * windows
+        windows, total = noise_reference(base)
         needed_by_noise = significant_count(total, windows, alpha,
                                             start=_ceil(centre.requests) + 1)
         # tokens and cost: a compound count (requests of varying size), read in units of
@@ -271,8 +302,8 @@ def finding_for(observed: Volume, base: WindowBaseline, triggered: Sequence[str]
     headline = max(candidates, key=lambda f: (f.ratio is None, f.ratio or Decimal(0)))
     p_value = None
     if base.history:
-        total = float(base.centre.requests) * len(base.history)
-        p_value = surge_p_value(observed.requests, total, len(base.history))
+        windows, total = noise_reference(base)
+        p_value = surge_p_value(observed.requests, total, windows)
     return SpikeFinding(headline=headline, figures=figures, compared=base, p_value=p_value)
 
 

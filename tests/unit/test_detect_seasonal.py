@@ -16,6 +16,8 @@ from pipelines.detect.spike import (
     UPPER,
     WindowBaseline,
     history_plan,
+    noise_reference,
+    ramping,
     robust_centre,
     scaled_floor,
     thresholds,
@@ -69,6 +71,39 @@ def test_a_young_key_is_compared_with_its_upper_days_and_needs_three() -> None:
     assert robust_centre([Volume(n) for n in (10, 20, 30, 40)], UPPER).requests == 30
     assert history_plan(MONDAY, MONDAY - timedelta(days=2), mode=SEASONAL,
                         min_history_days=3) is None
+
+
+def test_a_young_key_is_held_to_its_highest_window_only_while_it_ramps_up() -> None:
+    nine_days = MONDAY - timedelta(days=9)
+    steady = history_plan(MONDAY, nine_days, mode=SEASONAL, min_history_days=3,
+                          day_requests=lambda day: 1000 + 50 * day.day % 3)
+    assert steady is not None and steady.centre == MEDIAN
+    # 10% -> 100% over its first days: judged against its busiest past window
+    growing = history_plan(MONDAY, nine_days, mode=SEASONAL, min_history_days=3,
+                           day_requests=lambda day: 100 * max(1, 10 - (MONDAY - day).days))
+    assert growing is not None and growing.centre == HIGHEST
+
+
+def test_an_older_key_ramps_when_its_two_newest_days_grew_not_after_one_surge_day() -> None:
+    usual = [1000] * 7
+    assert not ramping(usual, young=False)
+    assert not ramping([2800, *usual[1:]], young=False)  # yesterday's surge: one day only
+    assert ramping([1400, 1350, *usual[2:]], young=False)
+    assert not ramping([1250, 1400, *usual[2:]], young=False)  # under 30% on one of them
+    assert ramping(None, young=True) and not ramping(None, young=False)
+    assert not ramping([1000, 1900, 1100], young=True) and ramping([1000, 2100, 950], young=True)
+
+
+def test_the_noise_reference_leaves_out_the_busiest_window() -> None:
+    # a past surge in one window neither raises the usual rate nor hides today's surge
+    assert noise_reference(base([40, 42, 38, 400, 41, 39, 40])) == (6, 240.0)
+    needed_clean = thresholds(base([40, 42, 38, 40, 41, 39, 40]), factor=Decimal(2), floor=1,
+                              alpha=1e-5).by_metric["requests"][0]
+    needed_after = thresholds(base([40, 42, 38, 400, 41, 39, 40]), factor=Decimal(2), floor=1,
+                              alpha=1e-5).by_metric["requests"][0]
+    assert needed_after == needed_clean == 80
+    # a ramping key is tested against its highest window taken as often as there are windows
+    assert noise_reference(base([10, 20, 30, 40], centre=HIGHEST)) == (4, 160.0)
 
 
 def test_flat_mode_keeps_the_last_seven_days_and_their_mean() -> None:
