@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from aiokafka.errors import KafkaError
@@ -33,7 +33,6 @@ from pipelines.sinks.clickhouse import (
     now_version,
     request_row,
 )
-from pipelines.topics import PipelineTopics
 from pipelines.watchdog import slow_step
 from schemas.pricing import PricingCatalog
 
@@ -110,7 +109,7 @@ class IngestProcessor:
         # 2. dead letters: to the DLQ topic (with the original bytes) and to ClickHouse.
         if dead:
             async with slow_step("dead-letter"):
-                await self._dead_letter(dead)
+                await self.dead_letter(dead)
 
         self.stats.stored += len(priced)
         # 3. only now may anything treat these events as seen.
@@ -118,7 +117,8 @@ class IngestProcessor:
             await hook(priced, source_of)
         return priced
 
-    async def _dead_letter(self, dead: list[tuple[RawRecord, DeadLetter]]) -> None:
+    async def dead_letter(self, dead: list[tuple[RawRecord, DeadLetter]]) -> None:
+        """Records that cannot be stored: to the DLQ topic (original bytes) and to ClickHouse."""
         rows = []
         for record, letter in dead:
             meta = DeadLetterRecord(
@@ -182,23 +182,33 @@ def raw(message: Any) -> RawRecord:
                      key=message.key, value=message.value)
 
 
-def register_ingest(
-    app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
+class BatchProcessor(Protocol):
+    """What a ledgered agent hands its batches to (IngestProcessor, the analytics stage)."""
+
+    async def process(self, records: Sequence[RawRecord]) -> Any: ...
+
+    async def dead_letter_batches(self, batches: Sequence[UndecodableBatch]) -> None: ...
+
+
+def register_ledgered_agent(
+    app: faust.App, source: faust.TopicT, name: str, processor: BatchProcessor, batch_rows: int,
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
     ledger: OffsetLedger | None = None,
 ) -> faust.types.AgentT:
-    """Attach the ingest agent to `app`. Batches the fetchers could not decode (reported to
-    `undecodable`) are dead-lettered before the ledger moves past them, by the agent or a timer."""
+    """Attach an agent over `source` to `app` that hands batches to `processor` in log order
+    and commits only what it processed (the offset ledger). Batches the fetchers could not
+    decode (reported to `undecodable`) are dead-lettered before the ledger moves past them, by
+    the agent or a timer."""
 
-    ledger = ledger or OffsetLedger(topics.requests.get_topic_name())
+    ledger = ledger or OffsetLedger(source.get_topic_name())
     batch_lock = asyncio.Lock()  # one batch, gap or settlement at a time
 
     async def settle_undecodable() -> None:
         """Dead-letter the batches the fetchers stepped over; then the ledger may pass them."""
         if undecodable is None:
             return
-        batches = undecodable.take()
+        batches = undecodable.take(ledger.topic)
         if not batches:
             return
         try:
@@ -254,7 +264,7 @@ def register_ingest(
         await settle_undecodable()
         ledger.stored_through(tp, gap.end)
 
-    @app.agent(topics.requests, name="keywarden.ingest")
+    @app.agent(source, name=name)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_rows, within=batch_seconds):
             async with batch_lock:
