@@ -1,10 +1,12 @@
-"""The analytics step that runs after each batch is stored: count the batch into the per-key
+"""The analytics step over a batch of per-key-minute runs (`llm.usage.minutes.v1`, written by the
+ingest stage only after their rows are in ClickHouse): count the runs' events into the per-key
 state, run the per-key rules in event time, and emit alerts, anomalies, baselines and spend.
 
-Order (each batch; the ingest agent calls this only after the rows are in ClickHouse):
-  1. count every event, in stream (offset) order, into its key-hour bucket in the batch cache (a
-     redelivered id is a no-op) and run the rules at that event in event time (the spike rule on
-     a fixed 5-minute grid, `spike_watch.py`), so batch boundaries never change an alert;
+Order (each batch of runs; the faust agent of pipelines/worker.py calls this):
+  1. count every event of the runs, in source offset order per key, into its key-hour bucket in
+     the batch cache (an id counted before is a no-op: a gateway retry, or a run read again) and
+     run the rules at that event in event time (the spike rule on a fixed 5-minute grid,
+     `spike_watch.py`), so neither batch nor run boundaries change an alert;
   2. publish the alerts (alerts.v1, then the `alerts` table) and write anomalies and baselines;
   3. write the state to the faust tables (changelogs; faust flushes them before it commits);
   4. publish each touched key's spend to usage.spend.v1 (compacted, key = wrapped_key_id);

@@ -1,9 +1,12 @@
-"""The ingest agent: batches of `llm.requests.v1` records -> decoded, priced, stored.
+"""Decode, price and store a batch of `llm.requests.v1` records (`IngestProcessor`, driven by
+the ingest stage, pipelines/ingest/stage.py), and the ledgered faust agent that hands a topic's
+batches to a processor in log order (`register_ledgered_agent`: the analytics stage over the
+per-key-minute runs).
 
-The agent is a thin loop; `IngestProcessor.process` does the work for one batch and returns only
-when every record of it is stored in ClickHouse or dead-lettered (and the state derived from it
-is in the changelogs), so faust acknowledges (and later commits) a record only after that; a
-batch whose processing fails or is cancelled is never acknowledged.
+`IngestProcessor.process` returns only when every record of the batch is stored in ClickHouse or
+dead-lettered; the agent's processor returns only when the state derived from its batch is in
+the changelogs, so faust acknowledges (and later commits) a record only after that; a batch whose
+processing fails or is cancelled is never acknowledged.
 """
 
 from __future__ import annotations
