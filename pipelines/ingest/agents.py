@@ -68,6 +68,15 @@ class IngestStats:
 
 
 @dataclass
+class PreparedBatch:
+    """A decoded and priced batch, not stored yet."""
+
+    priced: list[PricedRequest] = field(default_factory=list)
+    source_of: dict[Any, RawRecord] = field(default_factory=dict)
+    dead: list[tuple[RawRecord, DeadLetter]] = field(default_factory=list)
+
+
+@dataclass
 class IngestProcessor:
     """Decode, price and store one batch. Hooks run after the batch is stored (step 3 of the
     sink's flush order), e.g. state updates that must never count an unstored event."""
@@ -81,19 +90,28 @@ class IngestProcessor:
     stats: IngestStats = field(default_factory=IngestStats)
 
     async def process(self, records: Sequence[RawRecord]) -> list[PricedRequest]:
+        return await self.store(self.prepare(records))
+
+    def prepare(self, records: Sequence[RawRecord]) -> PreparedBatch:
+        """Decode and price (no I/O): what `store` writes. Separate so that a caller may
+        prepare the next batch while the previous one is being stored."""
         self.stats.received += len(records)
-        priced: list[PricedRequest] = []
-        source_of: dict[Any, RawRecord] = {}
-        dead: list[tuple[RawRecord, DeadLetter]] = []
+        batch = PreparedBatch()
+        priced, source_of, dead = batch.priced, batch.source_of, batch.dead
+        catalog = self.catalog
         for record in records:
             try:
-                item = price(decode(record.value), self.catalog)
+                item = price(decode(record.value), catalog)
             except DeadLetter as letter:
                 dead.append((record, letter))
                 continue
             priced.append(item)
             source_of[item.event.event_id] = record
+        return batch
 
+    async def store(self, batch: PreparedBatch) -> list[PricedRequest]:
+        """Store a prepared batch: rows, then dead letters, then the after-store hooks."""
+        priced, source_of, dead = batch.priced, batch.source_of, batch.dead
         # 1. store the priced rows (idempotent); rows ClickHouse refuses become dead letters.
         version = now_version()
         ingested_at = datetime.now(UTC)

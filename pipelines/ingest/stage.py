@@ -31,8 +31,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from keywarden.kafka import make_consumer, make_producer
 from keywarden.settings import Settings
-from pipelines.ingest.agents import IngestProcessor, RawRecord, raw
-from pipelines.ingest.batches import UndecodableBatches
+from pipelines.ingest.agents import IngestProcessor, PreparedBatch, RawRecord
+from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
 from pipelines.ingest.minutes import build_minutes
 from pipelines.pricing import PricedRequest
 from pipelines.watchdog import slow_step
@@ -76,10 +76,12 @@ class IngestStage:
     stats: IngestStageStats = field(default_factory=IngestStageStats)
     _consumer: AIOKafkaConsumer | None = None
     _producers: dict[TopicPartition, AIOKafkaProducer] = field(default_factory=dict)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stopping: bool = False
     _runs: list[Any] = field(default_factory=list)
     _stored: dict[TopicPartition, int] = field(default_factory=dict)  # committed positions
+    _in_flight: asyncio.Future[dict[TopicPartition, int]] | None = None
+    _last_starts: dict[TopicPartition, int] = field(default_factory=dict)
+    _generation: int = 0  # rebalances so far
 
     def __post_init__(self) -> None:
         self.processor.after_store.append(self._collect)
@@ -116,15 +118,20 @@ class IngestStage:
             self._producers[tp] = producer
 
     async def release(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:  # the batch in flight finishes (or fails) first
-            for tp in revoked:
-                self._stored.pop(tp, None)
-                producer = self._producers.pop(tp, None)
-                if producer is not None:
-                    await producer.stop()
+        self._generation += 1  # a batch fetched before this rebalance is not stored
+        in_flight = self._in_flight
+        if in_flight is not None:  # the batch being stored finishes (or fails) first
+            await asyncio.wait([in_flight])
+        for tp in revoked:
+            self._stored.pop(tp, None)
+            producer = self._producers.pop(tp, None)
+            if producer is not None:
+                await producer.stop()
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
+        """Fetch, decode and price a batch while the previous one is stored and committed
+        (one in flight, stored and committed in fetch order)."""
         consumer = self._consumer = self._consumer_for()
         consumer.subscribe([self.source_topic], listener=_Rebalance(self))
         await consumer.start()
@@ -132,22 +139,56 @@ class IngestStage:
             while not self._stopping:
                 batch = await consumer.getmany(timeout_ms=int(self.batch_seconds * 1000),
                                                max_records=self.batch_rows)
-                try:
-                    async with self._lock:
-                        await self._settle(consumer, batch)
-                except (KafkaError, ClickHouseError, OSError) as error:
-                    # nothing of this batch is committed: read it again after a pause
-                    log.warning("ingest batch failed (%s: %s); reading it again",
-                                type(error).__name__, error)
-                    self._rewind(consumer, batch)
-                    await asyncio.sleep(1.0)
+                generation = self._generation
+                stepped = self.undecodable.take(self.source_topic)
+                touched = {tp for tp, records in batch.items() if records}
+                touched |= {TopicPartition(b.topic, b.partition) for b in stepped}
+                touched &= consumer.assignment()
+                positions = {tp: await consumer.position(tp) for tp in touched}
+                records = [record for tp in sorted(batch) for record in batch[tp]]
+                prepared = self.processor.prepare(records) if records else None
+                starts = {tp: records[0].offset for tp, records in batch.items() if records}
+                # the batch before this one must be stored and committed first
+                failed = await self._settle_in_flight()
+                if failed is not None or generation != self._generation:
+                    self.undecodable.put_back(stepped)
+                    if failed is not None:  # read both batches again after a pause
+                        self._rewind(consumer, _earliest(failed, starts))
+                        await asyncio.sleep(1.0)
+                    continue
+                if not touched:
+                    continue
+                self._in_flight = asyncio.ensure_future(
+                    self._store_and_commit(stepped, prepared, positions, starts))
+            await self._settle_in_flight()
         finally:
+            if self._in_flight is not None:
+                self._in_flight.cancel()
+                await asyncio.wait([self._in_flight])
             await self._close()
 
-    async def _settle(self, consumer: AIOKafkaConsumer,
-                      batch: dict[TopicPartition, list[Any]]) -> None:
+    async def _settle_in_flight(self) -> dict[TopicPartition, int] | None:
+        """Wait for the batch in flight; None when it was stored and committed, else the
+        offsets to read its failed partitions again from."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return None
+        try:
+            failed = await in_flight
+        except (KafkaError, ClickHouseError, OSError) as error:
+            log.warning("ingest batch failed (%s: %s); reading it again",
+                        type(error).__name__, error)
+            return self._last_starts
+        return failed or None
+
+    async def _store_and_commit(
+        self, stepped: list[UndecodableBatch], prepared: PreparedBatch | None,
+        positions: dict[TopicPartition, int], starts: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, int]:
+        """Steps 1-3 of the module docstring for one batch; returns the partitions whose
+        transaction failed, with the offset to read them again from (nothing committed)."""
+        self._last_starts = starts
         # 1. batches nobody can decode: dead-lettered before any offset passes them.
-        stepped = self.undecodable.take(self.source_topic)
         if stepped:
             try:
                 async with slow_step("dead-letter undecodable batches"):
@@ -155,50 +196,43 @@ class IngestStage:
             except BaseException:
                 self.undecodable.put_back(stepped)
                 raise
-        touched = {tp for tp, records in batch.items() if records}
-        touched |= {TopicPartition(b.topic, b.partition) for b in stepped}
-        touched &= consumer.assignment()
-        if not touched:
-            return
-        # 2. rows (idempotent), dead letters
-        records = [raw(record) for tp in sorted(batch) for record in batch[tp]]
+        # 2. rows (idempotent), dead letters; the stored events' runs (after the rows)
         self._runs = []
-        if records:
-            await self.processor.process(records)  # hands the stored events to _collect
+        if prepared is not None:
+            await self.processor.store(prepared)  # hands the stored events to _collect
         self.stats.batches += 1
         runs, self._runs = self._runs, []
         # 3. one transaction per source partition: its runs and its offsets, atomically.
-        positions = {tp: await consumer.position(tp) for tp in touched}
         by_partition: dict[int, list[Any]] = {}
         for run in runs:
             by_partition.setdefault(run.source_partition, []).append(run)
+        order = sorted(positions)
         results = await asyncio.gather(
             *(self._commit(tp, by_partition.get(tp.partition, []), positions[tp])
-              for tp in sorted(touched)),
+              for tp in order),
             return_exceptions=True)
-        failed = [(tp, result) for tp, result in zip(sorted(touched), results, strict=True)
-                  if isinstance(result, BaseException)]
-        for tp, error in failed:
+        failed: dict[TopicPartition, int] = {}
+        for tp, error in zip(order, results, strict=True):
+            if not isinstance(error, BaseException):
+                continue
             if isinstance(error, asyncio.CancelledError):
                 raise error
             # read the partition's batch again: rows collapse, the aborted runs are never read
-            self.stats.redone += 1
             log.warning("%s: transaction failed (%s: %s); reading the batch again", tp,
                         type(error).__name__, error)
-            if isinstance(error, ProducerFenced):
+            if isinstance(error, ProducerFenced):  # another worker owns it now
                 producer = self._producers.pop(tp, None)
                 if producer is not None:
                     await producer.stop()
                 continue
-            if batch.get(tp):
-                consumer.seek(tp, batch[tp][0].offset)
-        if failed and not all(isinstance(e, ProducerFenced) for _, e in failed):
-            await asyncio.sleep(1.0)
+            if tp in starts:
+                failed[tp] = starts[tp]
+        return failed
 
-    def _rewind(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
-        for tp, records in batch.items():
-            if records and tp in consumer.assignment():
-                consumer.seek(tp, records[0].offset)
+    def _rewind(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            if tp in consumer.assignment():
+                consumer.seek(tp, offset)
         self.stats.redone += 1
 
     async def _commit(self, tp: TopicPartition, runs: Sequence[Any], position: int) -> None:
@@ -251,3 +285,11 @@ class IngestStage:
                 log.warning("a transactional producer did not stop cleanly: %s", error)
         if consumer is not None:
             await consumer.stop()
+
+
+def _earliest(*offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    merged: dict[TopicPartition, int] = {}
+    for found in offsets:
+        for tp, offset in found.items():
+            merged[tp] = min(offset, merged.get(tp, offset))
+    return merged

@@ -14,6 +14,7 @@ stay exact after the per-minute detail is coarsened to 5-minute slots (`HourBuck
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -177,6 +178,7 @@ class KeyRecord:
         )
 
 
+@functools.lru_cache(maxsize=65536)  # formatting the hour is a strftime, once per event
 def _hour_key(partition: int, wrapped_key_id: str, hour: datetime) -> bytes:
     return f"{partition}|{wrapped_key_id}|{hour:%Y-%m-%dT%H}".encode()
 

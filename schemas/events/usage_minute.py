@@ -36,9 +36,9 @@ def from_epoch_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x, once per event
 class UsageEvent:
-    """One stored event as the per-key rules read it."""
+    """One stored event as the per-key rules read it (treat as immutable)."""
 
     event_id: uuid.UUID
     at: datetime
