@@ -29,7 +29,7 @@ def usage_event(item: PricedRequest) -> UsageEvent:
     model = canonical_model(event.requested_model or event.served_model or "") if (
         event.outcome in _USED and tokens > 0) else ""
     return UsageEvent(
-        event_id=event.event_id, at=event.occurred_at, tokens=tokens,
+        event_id=event.event_id.bytes, at=event.occurred_at, tokens=tokens,
         cost_usd=item.priced.cost_usd, model_used=model, provider=event.provider.value,
         refused_for_budget=event.rejection_reason is RejectionReason.BUDGET_EXCEEDED,
         key_scope=event.key_scope, tags=event.tags,

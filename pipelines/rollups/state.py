@@ -64,11 +64,14 @@ class HourBucket:
     minutes: dict[int, list[Any]] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
 
-    def add(self, event_id: uuid.UUID, minute: int, tokens: int, cost: Decimal | None) -> bool:
-        """Count one event; False (and nothing changes) when its id was counted already."""
-        if event_id.bytes in self.seen:
+    def add(self, event_id: uuid.UUID | bytes, minute: int, tokens: int,
+            cost: Decimal | None) -> bool:
+        """Count one event (its id as a UUID or its 16 bytes); False (and nothing changes) when
+        its id was counted already."""
+        raw = event_id if type(event_id) is bytes else event_id.bytes  # type: ignore[union-attr]
+        if raw in self.seen:
             return False
-        self.seen.add(event_id.bytes)
+        self.seen.add(raw)
         self.requests += 1
         self.tokens += tokens
         slot = self.minutes.setdefault(minute, [0, 0, ZERO])
@@ -308,7 +311,7 @@ class KeyStateStore:
         return volume
 
     # -- writing -------------------------------------------------------------------------
-    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID, at: datetime,
+    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID | bytes, at: datetime,
               tokens: int, cost: Decimal | None) -> bool:
         """Count one event in its own hour (event time); False if it was counted before."""
         hour = hour_start(at)

@@ -12,6 +12,7 @@ or tags change, so every event of a run has the run's scope and tags.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ def from_epoch_us(value: int) -> datetime:
 class UsageEvent:
     """One stored event as the per-key rules read it (treat as immutable)."""
 
-    event_id: uuid.UUID
+    event_id: bytes  # the UUID's 16 bytes (what the state's seen-id sets hold)
     at: datetime
     tokens: int
     cost_usd: Decimal | None  # None: unpriced
@@ -104,11 +105,15 @@ class UsageMinute:
             "unpriced": sum(1 for e in self.events if e.cost_usd is None),
             "refused_for_budget": sum(1 for e in self.events if e.refused_for_budget),
             "models_first_used": models,
-            # per event: id (hex), time (us since epoch), tokens, cost (decimal string or null),
-            # model used, provider, refused for budget (0/1)
-            "events": [[e.event_id.hex, epoch_us(e.at), e.tokens,
-                        None if e.cost_usd is None else str(e.cost_usd), e.model_used,
-                        e.provider, int(e.refused_for_budget)] for e in self.events],
+            # per event, as columns: ids (16 bytes each, base64), times (us since epoch),
+            # tokens, cost (decimal string or null), model used, provider, refused for budget
+            "ids": base64.b64encode(b"".join(e.event_id for e in self.events)).decode(),
+            "at": [epoch_us(e.at) for e in self.events],
+            "tok": [e.tokens for e in self.events],
+            "cost": [None if e.cost_usd is None else str(e.cost_usd) for e in self.events],
+            "model": [e.model_used for e in self.events],
+            "provider": [e.provider for e in self.events],
+            "refused": [int(e.refused_for_budget) for e in self.events],
             "unknown": [[u.subject, u.model, epoch_us(u.at), u.source_offset]
                         for u in self.unknown],
         })
@@ -120,14 +125,17 @@ class UsageMinute:
             raise ValueError(f"not a {USAGE_MINUTE_SCHEMA} record: {doc.get('schema')!r}")
         scope, tags = doc["key_scope"], KeyTags.model_validate(doc["tags"])
         topic, partition, first, last = doc["source"]
+        ids = base64.b64decode(doc["ids"])
         minute = cls(
             wrapped_key_id=doc["wrapped_key_id"], minute=datetime.fromisoformat(doc["minute"]),
             key_scope=scope, tags=tags, source_topic=topic, source_partition=partition,
             first_offset=first, last_offset=last,
-            events=[UsageEvent(uuid.UUID(hex=event_id), from_epoch_us(at), tokens,
+            events=[UsageEvent(ids[16 * i:16 * i + 16], from_epoch_us(at), tokens,
                                None if cost is None else Decimal(cost), model, provider,
                                bool(refused), scope, tags)
-                    for event_id, at, tokens, cost, model, provider, refused in doc["events"]],
+                    for i, (at, tokens, cost, model, provider, refused) in enumerate(zip(
+                        doc["at"], doc["tok"], doc["cost"], doc["model"], doc["provider"],
+                        doc["refused"], strict=True))],
             unknown=[UnknownPrice(subject, model, from_epoch_us(at), offset)
                      for subject, model, at, offset in doc["unknown"]],
         )
