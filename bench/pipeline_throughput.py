@@ -265,6 +265,9 @@ def main() -> int:
     parser.add_argument("--clickhouse-url", help="use this ClickHouse instead of a private one")
     parser.add_argument("--faust-floor", action="store_true",
                         help="also measure a faust agent that only takes the events")
+    parser.add_argument("--baseline-default-gc", action="store_true",
+                        help="run the baseline with CPython's default garbage collector settings "
+                             "instead of the worker's (collect less often, start-up frozen)")
     parser.add_argument("--profile", type=Path,
                         help="record the worker with py-spy (collapsed stacks) to this file")
     args = parser.parse_args()
@@ -303,6 +306,11 @@ def main() -> int:
         (scratch / "home").mkdir()
         pipeline = measure_pipeline(bootstrap, pipeline_url, len(events), scratch / "home",
                                     args.profile)
+        if not args.baseline_default_gc:
+            # the worker's collector settings (pipelines/worker.py), for a like-for-like baseline
+            from pipelines.worker import tune_garbage_collector
+
+            tune_garbage_collector()
         baseline = asyncio.run(measure_baseline(bootstrap, baseline_url, len(events)))
         floor = (asyncio.run(measure_faust_floor(bootstrap, len(events))) if args.faust_floor
                  else None)
@@ -321,6 +329,7 @@ def main() -> int:
         "benchmark": "pipeline_throughput", "at": datetime.now(UTC).isoformat(),
         "events": len(events), "batch_rows": BATCH, "pipeline": pipeline, "baseline": baseline,
         "ratio_pipeline_to_baseline": ratio, "faust_floor": floor,
+        "baseline_gc": "default" if args.baseline_default_gc else "tuned as the worker's",
         "load_average": os.getloadavg(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
