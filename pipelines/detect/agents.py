@@ -153,6 +153,7 @@ class KeyAnalyzer:
         store.touch(partition, key)
         policy = self.policy_of(key)
         self.spikes.begin(partition, key)
+        formatted_day, formatted = None, ""
         for event in events:  # stream order: the rules see the events as the partition holds them
             at = event.at
             if record.watermark and at < record.watermark - config.allowed_lateness:
@@ -168,7 +169,10 @@ class KeyAnalyzer:
                 self.stats.counted += 1
             else:
                 self.stats.duplicates += 1
-            if record.baseline_day != f"{record.watermark:%Y-%m-%d}":
+            watermark_day = record.watermark.date()  # type: ignore[union-attr]
+            if watermark_day != formatted_day:  # a strftime only when the day changes
+                formatted_day, formatted = watermark_day, watermark_day.isoformat()
+            if record.baseline_day != formatted:
                 self._baseline_row(partition, key, record, day_start(at), out)
             model = event.model_used
             if model and model not in record.models:

@@ -311,8 +311,8 @@ class KeyStateStore:
         return volume
 
     # -- writing -------------------------------------------------------------------------
-    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID | bytes, at: datetime,
-              tokens: int, cost: Decimal | None) -> bool:
+    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID | bytes,
+              at: datetime, tokens: int, cost: Decimal | None) -> bool:
         """Count one event in its own hour (event time); False if it was counted before."""
         hour = hour_start(at)
         key = _hour_key(partition, wrapped_key_id, hour)
@@ -321,9 +321,10 @@ class KeyStateStore:
             found = self._hours[key] = HourBucket()
         if not found.add(event_id, at.minute, tokens, cost):
             return False
-        self._dirty_hours.add(key)
-        self._closed_days.pop((partition, wrapped_key_id, day_start(at)), None)
-        self._closed_hours.pop((partition, wrapped_key_id, hour), None)
+        if key not in self._dirty_hours:  # the first count in this hour in this batch
+            self._dirty_hours.add(key)
+            self._closed_days.pop((partition, wrapped_key_id, hour.replace(hour=0)), None)
+            self._closed_hours.pop((partition, wrapped_key_id, hour), None)
         self.clock = max(self.clock, at) if self.clock else at
         return True
 
