@@ -5,6 +5,7 @@ aborted runs are never analysed, and every sum, spend record and alert comes out
 from __future__ import annotations
 
 import asyncio
+import signal
 import textwrap
 import uuid
 from collections import Counter
@@ -81,6 +82,7 @@ async def test_sigkill_between_insert_and_commit_redoes_both_exactly(
 
     await wait_for(killed, 120, "the worker to kill itself between an insert and its commit")
     assert marker.exists(), worker.log()
+    assert worker.process is not None and worker.process.returncode == -signal.SIGKILL
     stored_at_kill = (await distinct_ids(warehouse_db, names))[0]
     assert 0 < stored_at_kill < len(events)
 
