@@ -25,8 +25,9 @@ DAY = datetime(2026, 10, 21, tzinfo=UTC)
 PER_KEY = 600
 STORES_BEFORE_KILL = 5
 
-# Loaded by the worker's interpreter (PYTHONPATH): once, right after the Nth batch's rows are
-# stored and its runs built, and before its transaction begins, the worker SIGKILLs itself.
+# Loaded by the worker's interpreter (PYTHONPATH): once, right after the rows of the Nth batch
+# holding this test's keys are stored and its runs built, and before its transaction begins,
+# the worker SIGKILLs itself (the session's topic also holds other tests' events).
 HOOK = textwrap.dedent("""
     import os, signal
     from pathlib import Path
@@ -34,13 +35,15 @@ HOOK = textwrap.dedent("""
 
     marker = Path(os.environ["KW_TEST_KILL_MARKER"])
     after = int(os.environ["KW_TEST_KILL_AFTER_STORES"])
+    keys = set(os.environ["KW_TEST_KILL_KEYS"].split(","))
     original = IngestProcessor.store
     calls = 0
 
     async def store(self, batch):
         global calls
         stored = await original(self, batch)
-        calls += 1
+        if any(item.event.wrapped_key_id in keys for item in stored):
+            calls += 1
         if calls == after and not marker.exists():
             marker.write_text(str(len(stored)))
             os.kill(os.getpid(), signal.SIGKILL)
@@ -74,7 +77,7 @@ async def test_sigkill_between_insert_and_commit_redoes_both_exactly(
         warehouse_db, app_id=f"kw-txn-{uuid.uuid4().hex[:8]}",
         KEYWARDEN_SINK_MAX_BATCH_ROWS="100", KEYWARDEN_PIPELINE_SESSION_TIMEOUT_SECONDS="6",
         PYTHONPATH=str(hooks), KW_TEST_KILL_MARKER=str(marker),
-        KW_TEST_KILL_AFTER_STORES=str(STORES_BEFORE_KILL))
+        KW_TEST_KILL_AFTER_STORES=str(STORES_BEFORE_KILL), KW_TEST_KILL_KEYS=",".join(names))
     assert await produce(events, settings) == len(events)
 
     async def killed() -> bool:
