@@ -120,7 +120,17 @@ def build_pipeline(
 
     @app.task
     async def run_ingest_stage() -> None:
-        await stage.run()
+        # mode swallows a RuntimeError (every aiokafka error is one) raised by an app task:
+        # the stage would be gone with the worker looking alive. The watchdog stops it instead.
+        try:
+            await stage.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            stage.crashed = error
+            log.critical("the ingest stage stopped: %s: %s", type(error).__name__, error,
+                         exc_info=error)
+            raise
 
     @app.on_before_shutdown.connect
     async def stop_ingest_stage(app: faust.App, **_kw: Any) -> None:
@@ -285,7 +295,10 @@ class PipelineWorker(faust.Worker):
             except Exception:  # a bug in judging must not end the judging: say it, go on
                 log.exception("the worker's health check failed")
                 continue
-            if report.fatal:
+            crashed = self.pipeline.stage.crashed
+            if crashed is not None:
+                report.problems.append(f"ingest stage stopped: {type(crashed).__name__}")
+            if report.fatal or crashed is not None:
                 log.critical("the worker stopped consuming (%s); stopping it so that its "
                              "supervisor starts a new one", "; ".join(report.problems))
                 self.exit_code = EXIT_NOT_CONSUMING

@@ -82,6 +82,7 @@ class IngestStage:
     _in_flight: asyncio.Future[dict[TopicPartition, int]] | None = None
     _last_starts: dict[TopicPartition, int] = field(default_factory=dict)
     _generation: int = 0  # rebalances so far
+    crashed: BaseException | None = None  # set by whoever runs the stage when run() raised
 
     def __post_init__(self) -> None:
         self.processor.after_store.append(self._collect)
@@ -137,35 +138,49 @@ class IngestStage:
         await consumer.start()
         try:
             while not self._stopping:
-                batch = await consumer.getmany(timeout_ms=int(self.batch_seconds * 1000),
-                                               max_records=self.batch_rows)
-                generation = self._generation
-                stepped = self.undecodable.take(self.source_topic)
-                touched = {tp for tp, records in batch.items() if records}
-                touched |= {TopicPartition(b.topic, b.partition) for b in stepped}
-                touched &= consumer.assignment()
-                positions = {tp: await consumer.position(tp) for tp in touched}
-                records = [record for tp in sorted(batch) for record in batch[tp]]
-                prepared = self.processor.prepare(records) if records else None
-                starts = {tp: records[0].offset for tp, records in batch.items() if records}
-                # the batch before this one must be stored and committed first
-                failed = await self._settle_in_flight()
-                if failed is not None or generation != self._generation:
-                    self.undecodable.put_back(stepped)
-                    if failed is not None:  # read both batches again after a pause
-                        self._rewind(consumer, _earliest(failed, starts))
-                        await asyncio.sleep(1.0)
-                    continue
-                if not touched:
-                    continue
-                self._in_flight = asyncio.ensure_future(
-                    self._store_and_commit(stepped, prepared, positions, starts))
+                try:
+                    await self._round(consumer)
+                except KafkaError as error:  # e.g. a partition revoked while it was read
+                    log.warning("ingest round failed (%s: %s); reading its batch again",
+                                type(error).__name__, error)
+                    await asyncio.sleep(0.5)
             await self._settle_in_flight()
         finally:
             if self._in_flight is not None:
                 self._in_flight.cancel()
                 await asyncio.wait([self._in_flight])
             await self._close()
+
+    async def _round(self, consumer: AIOKafkaConsumer) -> None:
+        """One batch: fetch, prepare, wait for the batch in flight, then put this one in flight."""
+        batch = await consumer.getmany(timeout_ms=int(self.batch_seconds * 1000),
+                                       max_records=self.batch_rows)
+        generation = self._generation
+        starts = {tp: records[0].offset for tp, records in batch.items() if records}
+        stepped = self.undecodable.take(self.source_topic)
+        try:
+            touched = {tp for tp, records in batch.items() if records}
+            touched |= {TopicPartition(b.topic, b.partition) for b in stepped}
+            touched &= consumer.assignment()
+            positions = {tp: await consumer.position(tp) for tp in touched}
+            records = [record for tp in sorted(batch) for record in batch[tp]]
+            prepared = self.processor.prepare(records) if records else None
+        except BaseException:
+            self.undecodable.put_back(stepped)
+            self._rewind(consumer, starts)
+            raise
+        # the batch before this one must be stored and committed first
+        failed = await self._settle_in_flight()
+        if failed is not None or generation != self._generation:
+            # a rebalance meanwhile: the new assignment starts from the committed offsets
+            self.undecodable.put_back(stepped)
+            if failed is not None:  # read both batches again after a pause
+                self._rewind(consumer, _earliest(failed, starts))
+                await asyncio.sleep(1.0)
+            return
+        if touched:
+            self._in_flight = asyncio.ensure_future(
+                self._store_and_commit(stepped, prepared, positions, starts))
 
     async def _settle_in_flight(self) -> dict[TopicPartition, int] | None:
         """Wait for the batch in flight; None when it was stored and committed, else the
@@ -230,9 +245,13 @@ class IngestStage:
         return failed
 
     def _rewind(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
         for tp, offset in offsets.items():
-            if tp in consumer.assignment():
-                consumer.seek(tp, offset)
+            if tp in assigned:
+                try:
+                    consumer.seek(tp, offset)
+                except (KafkaError, AssertionError) as error:  # unassigned meanwhile
+                    log.info("%s not rewound (%s): its next owner reads it", tp, error)
         self.stats.redone += 1
 
     async def _commit(self, tp: TopicPartition, runs: Sequence[Any], position: int) -> None:
