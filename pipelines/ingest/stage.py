@@ -167,15 +167,17 @@ class IngestStage:
             prepared = self.processor.prepare(records) if records else None
         except BaseException:
             self.undecodable.put_back(stepped)
-            self._rewind(consumer, starts)
+            if generation == self._generation:  # else: the new assignment starts from the
+                self._rewind(consumer, starts)  # committed offsets, which is right
             raise
         # the batch before this one must be stored and committed first
         failed = await self._settle_in_flight()
         if failed is not None or generation != self._generation:
             # a rebalance meanwhile: the new assignment starts from the committed offsets
             self.undecodable.put_back(stepped)
-            if failed is not None:  # read both batches again after a pause
+            if failed is not None and generation == self._generation:  # read both again
                 self._rewind(consumer, _earliest(failed, starts))
+            if failed is not None:
                 await asyncio.sleep(1.0)
             return
         if touched:
