@@ -187,15 +187,20 @@ class IngestStage:
     async def _settle_in_flight(self) -> dict[TopicPartition, int] | None:
         """Wait for the batch in flight; None when it was stored and committed, else the
         offsets to read its failed partitions again from."""
-        in_flight, self._in_flight = self._in_flight, None
+        in_flight = self._in_flight
         if in_flight is None:
             return None
+        # `_in_flight` stays set until the batch is done: a rebalance (`release`) waits for it
+        # before it stops the partitions' producers, which would leave its commit hanging.
         try:
-            failed = await in_flight
+            failed = await asyncio.shield(in_flight)
         except (KafkaError, ClickHouseError, OSError) as error:
             log.warning("ingest batch failed (%s: %s); reading it again",
                         type(error).__name__, error)
             return self._last_starts
+        finally:
+            if self._in_flight is in_flight and in_flight.done():
+                self._in_flight = None
         return failed or None
 
     async def _store_and_commit(
