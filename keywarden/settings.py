@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         description="seasonal: the surge must be this unlikely under Poisson noise (p-value)",
     )
     analytics_spike_windows_minutes: str = Field(
-        default="15,30,60,180",
+        default="15,60,180",
         description="seasonal: trailing windows compared, minutes (multiples of 5), "
         "comma-separated",
     )

@@ -77,7 +77,7 @@ class DetectConfig:
     first_use_grace: timedelta = timedelta(hours=1)
     baseline_mode: str = "seasonal"
     significance: float = 0.00001
-    windows_minutes: tuple[int, ...] = (15, 30, 60, 180)
+    windows_minutes: tuple[int, ...] = (15, 60, 180)
     lookback_days: int = 28
 
     def __post_init__(self) -> None:

@@ -17,8 +17,8 @@ the history's pooled figure per request.
 
 A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
 (scaled to the window's length), and its request count is significant (p <= `alpha`, conditional
-test of two Poisson rates) against the history windows without the busiest one (for a ramping
-key: against its highest window, as often as there are history windows): a quiet key neither
+test of two Poisson rates) against the history windows, the busiest one counted as their median
+(for a ramping key: against its highest window, as often as there are history windows): a quiet key neither
 pages on noise nor hides a real surge. Tokens and cost are judged the same way, their significance read in
 units of twice the history's figure per request (requests differ in size, so a token or cost
 total is noisier than a request count).
@@ -240,13 +240,15 @@ def robust_centre(history: Sequence[Volume], centre: str) -> Average:
 
 def noise_reference(base: WindowBaseline) -> tuple[int, float]:
     """(windows, requests in them) that today's window is tested against: the history windows
-    without the busiest one (so one past surge neither raises the usual rate nor hides a
-    surge), or, for a ramping key compared with its highest window, that window as often as
-    there are history windows (its growth must not look significant either)."""
+    with the busiest one counted as the median instead (so one past surge neither raises the
+    usual rate nor hides a surge, and the quiet windows alone do not understate it), or, for a
+    ramping key compared with its highest window, that window as often as there are history
+    windows (its growth must not look significant either)."""
     counts = [volume.requests for volume in base.history]
     if base.centre_name == HIGHEST or len(counts) < 3:
         return len(counts), float(base.centre.requests) * len(counts)
-    return len(counts) - 1, float(sum(counts) - max(counts))
+    middle = _median([Decimal(count) for count in counts])
+    return len(counts), float(sum(counts) - max(counts) + middle)
 
 
 def _ceil(value: Decimal) -> int:
