@@ -388,7 +388,7 @@ class Settings(BaseSettings):
 
     @field_validator("pricing_overrides_file", "pricing_data_file", "kafka_ssl_cafile")
     @classmethod
-    def _pricing_file_exists(cls, value: Path | None) -> Path | None:
+    def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
         return value

@@ -17,11 +17,11 @@ the history's pooled figure per request.
 
 A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
 (scaled to the window's length), and its request count is significant (p <= `alpha`, conditional
-test of two Poisson rates) against the history windows, the busiest one counted as their median
-(for a ramping key: against its highest window, as often as there are history windows): a quiet key neither
-pages on noise nor hides a real surge. Tokens and cost are judged the same way, their significance read in
-units of twice the history's figure per request (requests differ in size, so a token or cost
-total is noisier than a request count).
+test of two Poisson rates) against the history windows, the busiest one counted as their
+median (for a ramping key: against its highest window, as often as there are history windows):
+a quiet key neither pages on noise nor hides a real surge. Tokens and cost are judged the same
+way, their significance read in units of twice the history's figure per request (requests
+differ in size, so a token or cost total is noisier than a request count).
 
 Flat mode (today's rule kept for those who want it): the trailing hour against the average hour
 of the last 7 days (history / (days * 24)), the day so far against the average day, no
@@ -30,6 +30,7 @@ significance test.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -168,13 +169,14 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
     enough = min(min_history_days, SAME_KIND_DAYS[kind])
     # judged on days no late event can change any more (yesterday can, in today's first hour)
     settled = [day for day in history if day <= today - timedelta(days=2)]
-    rhythm = day_requests is None or weekly_rhythm({day: day_requests(day) for day in settled})
+    count = None if day_requests is None else functools.cache(day_requests)  # each day read once
+    rhythm = count is None or weekly_rhythm({day: count(day) for day in settled})
     if rhythm and len(same) >= enough:
-        days, kind = tuple(same[:HISTORY_WINDOWS]), kind
+        days = tuple(same[:HISTORY_WINDOWS])
     else:
         days, kind = tuple(recent), ANY_DAY
     young = len(history) < YOUNG_DAYS
-    totals = None if day_requests is None else [day_requests(day) for day in days]
+    totals = None if count is None else [count(day) for day in days]
     return HistoryPlan(days, kind, HIGHEST if ramping(totals, young=young) else MEDIAN)
 
 
