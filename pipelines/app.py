@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
 
@@ -64,3 +65,23 @@ async def track_producer_topics(app: faust.App, names: list[str]) -> None:
     """
     producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # noqa: SLF001
     await asyncio.gather(*(producer.client.add_topic(name) for name in names))
+
+
+def read_committed() -> None:
+    """Make faust's consumers read only committed records (the ingest stage writes its runs in
+    transactions). faust sets `isolation_level` only with its own exactly-once mode, which the
+    pipeline does not use (docs: its open duplicate and fencing issues)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    original = thread._create_worker_consumer
+    if getattr(original, "keywarden_read_committed", False):
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._isolation_level = "read_committed"  # noqa: SLF001 - read in consumer.start()
+        return consumer
+
+    create.keywarden_read_committed = True  # type: ignore[attr-defined]
+    thread._create_worker_consumer = create  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from schemas import topics as names
 @dataclass(frozen=True)
 class PipelineTopics:
     requests: faust.TopicT
+    minutes: faust.TopicT  # the ingest stage's runs, which the faust agents analyse
     dead_letters: faust.TopicT
     spend: faust.TopicT
     alerts: faust.TopicT
@@ -32,6 +33,7 @@ def declare_topics(app: faust.App) -> PipelineTopics:
 
     return PipelineTopics(
         requests=raw(names.REQUESTS),
+        minutes=raw(names.USAGE_MINUTES),
         dead_letters=raw(names.REQUESTS_DLQ),
         spend=raw(names.SPEND),
         alerts=raw(names.ALERTS),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics
 from keywarden.settings import Settings
 from pipelines.alerts.emitter import AlertEmitter, recently_published
-from pipelines.app import create_app, track_producer_topics
+from pipelines.app import create_app, read_committed, track_producer_topics
 from pipelines.detect.agents import (
     ANOMALY_COLUMNS,
     BASELINE_COLUMNS,
@@ -30,10 +31,16 @@ from pipelines.detect.agents import (
     DetectConfig,
     KeyAnalyzer,
 )
+from pipelines.detect.runs import RunsProcessor, RunsStats
 from pipelines.detect.timers import KeyHygieneCheck
 from pipelines.health import HealthServer, WorkerHealth, ledger_lag
 from pipelines.ingest import batches, offsets
-from pipelines.ingest.agents import BATCH_DEAD_LETTER_COLUMNS, IngestProcessor, register_ingest
+from pipelines.ingest.agents import (
+    BATCH_DEAD_LETTER_COLUMNS,
+    IngestProcessor,
+    register_ledgered_agent,
+)
+from pipelines.ingest.stage import IngestStage
 from pipelines.registry import RegistryView
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import declare_tables
@@ -53,7 +60,9 @@ class Pipeline:
     app: faust.App
     topics: PipelineTopics
     ingest: IngestProcessor
+    stage: IngestStage
     analytics: AnalyticsStep
+    runs: RunsProcessor
     undecodable: batches.UndecodableBatches
     ledger: offsets.OffsetLedger
 
@@ -61,7 +70,13 @@ class Pipeline:
 def build_pipeline(
     settings: Settings, catalog: PricingCatalog | None = None, app_id: str | None = None
 ) -> Pipeline:
-    """Wire the pipeline for `settings`; nothing connects until the app starts."""
+    """Wire the pipeline for `settings`; nothing connects until the app starts.
+
+    Two stages in one process (docs/benchmarks.md, README "Pipeline"): the ingest stage
+    (aiokafka, no faust per event) stores rows and writes per-key-minute runs in one Kafka
+    transaction per source partition and batch; the faust agent keeps the per-key state and
+    runs the rules over those runs, read read_committed."""
+    read_committed()
     app = create_app(settings, app_id)
     topics = declare_topics(app)
 
@@ -81,29 +96,55 @@ def build_pipeline(
         batch_dead_letter_sink=ClickHouseSink(client, "request_dead_letters",
                                               BATCH_DEAD_LETTER_COLUMNS),
     )
-    # Every aiokafka consumer of this process (faust's, the gap reader's, the followers')
-    # steps over a batch it cannot decode instead of dying on it; the agent dead-letters it.
+    # Every aiokafka consumer of this process (the ingest stage's, faust's, the gap reader's,
+    # the followers') steps over a batch it cannot decode instead of dying on it, and reports
+    # transaction markers (offsets without a record) to the offset ledger.
     undecodable = batches.UndecodableBatches()
     batches.install(undecodable)
+    stage = IngestStage(settings, processor, undecodable, group_id=f"{app.conf.id}.ingest",
+                        batch_rows=settings.sink_max_batch_rows,
+                        batch_seconds=settings.sink_max_batch_seconds)
     analytics = add_analytics(app, topics, settings, processor, client)
-    ledger = offsets.OffsetLedger(topics.requests.get_topic_name())
+    runs = RunsProcessor(analytics, processor, RunsStats())
+    ledger = offsets.OffsetLedger(topics.minutes.get_topic_name(), markers=undecodable.markers)
+
     async def committed(tps: set[Any]) -> Mapping[Any, int | None]:
         return await offsets.group_committed(settings, app.conf.id, tps)
 
-    register_ingest(
-        app, topics, processor, settings.sink_max_batch_rows, settings.sink_max_batch_seconds,
-        committed, offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
+    register_ledgered_agent(
+        app, topics.minutes, "keywarden.analytics", runs, settings.sink_max_batch_rows,
+        settings.sink_max_batch_seconds, committed,
+        offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
         undecodable, ledger=ledger,
     )
-    return Pipeline(app=app, topics=topics, ingest=processor, analytics=analytics,
-                    undecodable=undecodable, ledger=ledger)
+
+    @app.task
+    async def run_ingest_stage() -> None:
+        # mode swallows a RuntimeError (every aiokafka error is one) raised by an app task:
+        # the stage would be gone with the worker looking alive. The watchdog stops it instead.
+        try:
+            await stage.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            stage.crashed = error
+            log.critical("the ingest stage stopped: %s: %s", type(error).__name__, error,
+                         exc_info=error)
+            raise
+
+    @app.on_before_shutdown.connect
+    async def stop_ingest_stage(app: faust.App, **_kw: Any) -> None:
+        await stage.stop()
+
+    return Pipeline(app=app, topics=topics, ingest=processor, stage=stage, analytics=analytics,
+                    runs=runs, undecodable=undecodable, ledger=ledger)
 
 
 def add_analytics(
     app: faust.App, topics: PipelineTopics, settings: Settings, processor: IngestProcessor,
     client: Callable[[], Any],
 ) -> AnalyticsStep:
-    """Per-key state, detection, spend and rollups: an after-store hook plus background work."""
+    """Per-key state, detection, spend and rollups over the runs, plus background work."""
     tables = declare_tables(app, settings.kafka_topic_partitions)
     config = DetectConfig.from_settings(settings)
     store = KeyStateStore(tables, config.allowed_lateness,
@@ -121,7 +162,7 @@ def add_analytics(
         await topics.spend.send(key=key, value=value)  # flushed before the offsets commit
 
     def assigned() -> set[int]:
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.requests
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.minutes
                 .get_topic_name()}
 
     async def recent_alerts() -> set[tuple[str, str]]:
@@ -139,7 +180,6 @@ def add_analytics(
         registry_wait_seconds=settings.analytics_registry_wait_seconds,
         assigned_partitions=assigned,
     )
-    processor.after_store.append(step)
     hygiene = KeyHygieneCheck(registry, emitter, client, settings.analytics_orphan_days)
 
     @app.task
@@ -172,15 +212,19 @@ def add_analytics(
 
 def worker_health(pipeline: Pipeline, settings: Settings) -> WorkerHealth:
     """Liveness and readiness of `pipeline`'s worker (see pipelines/health.py)."""
-    stats, ledger = pipeline.ingest.stats, pipeline.ledger
+    stats, ledger, stage = pipeline.ingest.stats, pipeline.ledger, pipeline.stage
+    analytics_lag = ledger_lag(pipeline.app, ledger.topic, ledger.committable)
 
     def progress() -> int:
         return (stats.stored + stats.dead_lettered + stats.undecodable_batches
-                + sum(ledger.partitions.values()))
+                + stage.stats.transactions + sum(ledger.partitions.values()))
+
+    def lag() -> dict[Any, int | None]:
+        return {**stage.lag(), **analytics_lag()}
 
     return WorkerHealth(
         app=pipeline.app,
-        lag=ledger_lag(pipeline.app, ledger.topic, ledger.committable),
+        lag=lag,
         progress=progress,
         stall_seconds=settings.pipeline_stall_seconds,
     )
@@ -198,6 +242,13 @@ def worker_counters(pipeline: Pipeline) -> dict[str, tuple[str, float]]:
         "keywarden_pipeline_undecodable_batches_total": (
             "Record batches no consumer of this worker could decode, stepped over.",
             pipeline.undecodable.total),
+        "keywarden_pipeline_runs_analysed_total": ("Per-key-minute runs analysed (faust).",
+                                                   pipeline.runs.stats.received),
+        "keywarden_pipeline_events_analysed_total": ("Events counted through the runs.",
+                                                     pipeline.runs.stats.analysed),
+        "keywarden_pipeline_ingest_transactions_total": (
+            "Kafka transactions committed by the ingest stage (runs + source offsets).",
+            pipeline.stage.stats.transactions),
         "keywarden_pipeline_gaps_read_total": ("Offset ranges read directly (gap reader).",
                                                pipeline.ledger.gaps),
     }
@@ -244,7 +295,10 @@ class PipelineWorker(faust.Worker):
             except Exception:  # a bug in judging must not end the judging: say it, go on
                 log.exception("the worker's health check failed")
                 continue
-            if report.fatal:
+            crashed = self.pipeline.stage.crashed
+            if crashed is not None:
+                report.problems.append(f"ingest stage stopped: {type(crashed).__name__}")
+            if report.fatal or crashed is not None:
                 log.critical("the worker stopped consuming (%s); stopping it so that its "
                              "supervisor starts a new one", "; ".join(report.problems))
                 self.exit_code = EXIT_NOT_CONSUMING
@@ -279,6 +333,24 @@ class PipelineWorker(faust.Worker):
         await super().on_stop()
 
 
+# Every event allocates a few hundred short-lived objects (the validated model, Decimals,
+# datetimes, rows, runs); with CPython's default first-generation threshold of 700 the cyclic
+# collector ran every few events, and with the whole process's objects in the older generations
+# its collections cost more than decoding and pricing themselves (docs/benchmarks.md, issue 16:
+# decode 62 -> 19 us and pricing 40 -> 21 us per event in isolation). Reference counting frees
+# the per-event objects either way; the collector only looks for cycles.
+GC_FIRST_GENERATION_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect cycles less often, and never scan what start-up built (imports, the pricing
+    catalog, the app): `gc.freeze()` moves it to a generation the collector skips."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, older, oldest)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create missing topics, then run the pipeline until SIGINT/SIGTERM (or until it stops
     consuming: then it exits with status 70)."""
@@ -287,6 +359,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(ensure_topics(settings))
     pipeline = build_pipeline(settings)
+    tune_garbage_collector()
     worker = PipelineWorker(pipeline, settings, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 REQUESTS = "llm.requests.v1"
 REQUESTS_DLQ = "llm.requests.dlq.v1"
 SPEND = "usage.spend.v1"
+# Per-key-per-minute runs of stored events, from the ingest stage to the analytics stage
+# (schemas/events/usage_minute.py); written in Kafka transactions, read read_committed.
+USAGE_MINUTES = "llm.usage.minutes.v1"
 ALERTS = "alerts.v1"
 ALERTS_DLQ = "alerts.dlq.v1"
 # Which alert states the notifier has delivered (key alert_id:state); compacted, read at start.
@@ -40,6 +43,8 @@ class TopicSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(REQUESTS),
     TopicSpec(REQUESTS_DLQ, retention_ms=30 * 24 * 3600 * 1000),
+    # Partitioned like REQUESTS (the default count): a run goes to its source partition.
+    TopicSpec(USAGE_MINUTES, retention_ms=7 * 24 * 3600 * 1000),
     TopicSpec(SPEND, compacted=True),
     TopicSpec(ALERTS),
     TopicSpec(ALERTS_DLQ, retention_ms=30 * 24 * 3600 * 1000),

@@ -1,10 +1,12 @@
-"""The analytics step that runs after each batch is stored: count the batch into the per-key
+"""The analytics step over a batch of per-key-minute runs (`llm.usage.minutes.v1`, written by the
+ingest stage only after their rows are in ClickHouse): count the runs' events into the per-key
 state, run the per-key rules in event time, and emit alerts, anomalies, baselines and spend.
 
-Order (each batch; the ingest agent calls this only after the rows are in ClickHouse):
-  1. count every event, in stream (offset) order, into its key-hour bucket in the batch cache (a
-     redelivered id is a no-op) and run the rules at that event in event time (the spike rule on
-     a fixed 5-minute grid, `spike_watch.py`), so batch boundaries never change an alert;
+Order (each batch of runs; the faust agent of pipelines/worker.py calls this):
+  1. count every event of the runs, in source offset order per key, into its key-hour bucket in
+     the batch cache (an id counted before is a no-op: a gateway retry, or a run read again) and
+     run the rules at that event in event time (the spike rule on a fixed 5-minute grid,
+     `spike_watch.py`), so neither batch nor run boundaries change an alert;
   2. publish the alerts (alerts.v1, then the `alerts` table) and write anomalies and baselines;
   3. write the state to the faust tables (changelogs; faust flushes them before it commits);
   4. publish each touched key's spend to usage.spend.v1 (compacted, key = wrapped_key_id);
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,7 +37,7 @@ from pipelines.detect.spike import (
     counts_as_history,
 )
 from pipelines.detect.spike_watch import SpikeWatch
-from pipelines.detect.unknown_price import unknown_models
+from pipelines.ingest.minutes import usage_event
 from pipelines.pricing import PricedRequest
 from pipelines.registry import RegistryView
 from pipelines.rollups.state import DAY, KeyRecord, KeyStateStore, day_start
@@ -45,11 +47,10 @@ from pipelines.sinks.clickhouse import ClickHouseSink, now_version
 from pipelines.watchdog import slow_step
 from schemas.events.alert import AlertEvent
 from schemas.events.keys import KeyPolicy
-from schemas.events.request import KeyTags, Outcome, RejectionReason
+from schemas.events.request import KeyTags
 from schemas.events.spend import SpendEvent
-from schemas.pricing import canonical_model
+from schemas.events.usage_minute import UsageEvent, UsageMinute
 
-_USED = (Outcome.ACCEPTED, Outcome.CLIENT_CANCELLED)
 log = logging.getLogger(__name__)
 
 ANOMALY_COLUMNS = (
@@ -139,50 +140,56 @@ class KeyAnalyzer:
 
     def analyze(self, partition: int, key: str, items: Sequence[PricedRequest],
                 out: BatchOutput) -> None:
+        """`analyze_events` over priced events (tests, benches, the detection replay)."""
+        self.analyze_events(partition, key, [usage_event(item) for item in items], out)
+
+    def analyze_events(self, partition: int, key: str, events: Sequence[UsageEvent],
+                       out: BatchOutput) -> None:
+        """Count one key's events (stream order) into the state and run the rules at each."""
         store, config = self.store, self.config
         record = store.record(partition, key)
-        last = items[-1].event
+        last = events[-1]
         record.tags = {"scope": last.key_scope, "tags": last.tags.model_dump()}
         store.touch(partition, key)
         policy = self.policy_of(key)
         self.spikes.begin(partition, key)
-        for item in items:  # stream order: the rules see the events as the partition holds them
-            event, at = item.event, item.event.occurred_at
+        formatted_day, formatted = None, ""
+        for event in events:  # stream order: the rules see the events as the partition holds them
+            at = event.at
             if record.watermark and at < record.watermark - config.allowed_lateness:
                 self.stats.late += 1  # stored in ClickHouse; too late for the faust state
                 continue
-            if record.watermark and day_start(at) > day_start(record.watermark):
+            # (event times are UTC: the date is the UTC day, cheaper than day_start per event)
+            if record.watermark and at.date() > record.watermark.date():
                 self._close_periods(record, key, at, out)
             record.observe(at)
-            counted = store.count(partition, key, event.event_id, at, event.usage.total_tokens,
-                                  item.priced.cost_usd)
+            counted = store.count(partition, key, event.event_id, at, event.tokens,
+                                  event.cost_usd)
             if counted:
                 self.stats.counted += 1
             else:
                 self.stats.duplicates += 1
-            if record.baseline_day != f"{record.watermark:%Y-%m-%d}":
+            watermark_day = record.watermark.date()  # type: ignore[union-attr]
+            if watermark_day != formatted_day:  # a strftime only when the day changes
+                formatted_day, formatted = watermark_day, watermark_day.isoformat()
+            if record.baseline_day != formatted:
                 self._baseline_row(partition, key, record, day_start(at), out)
-            # A model counts as used when it answered; a refused or failed request names a
-            # model the key did not get to use. Snapshots (gpt-4o-2024-08-06) are the model.
-            model = canonical_model(event.requested_model or event.served_model or "") if (
-                event.outcome in _USED and event.usage.total_tokens > 0) else ""
+            model = event.model_used
             if model and model not in record.models:
                 assert record.first_seen is not None
                 if is_first_use(model, record.models, first_seen=record.first_seen, at=at,
                                 grace=config.first_use_grace):
                     out.alerts.append(build.first_use_alert(
                         wrapped_key_id=key, key_scope=event.key_scope, tags=event.tags,
-                        model=model, provider=event.provider.value, at=at))
+                        model=model, provider=event.provider, at=at))
                 record.models[model] = at.isoformat()
-            if counted and policy is not None and item.priced.cost_usd:
+            if counted and policy is not None and event.cost_usd:
                 self._budget(partition, key, record, policy, at, out)
-            elif (counted and policy is not None
-                  and event.rejection_reason is RejectionReason.BUDGET_EXCEEDED):
+            elif counted and policy is not None and event.refused_for_budget:
                 self._budget(partition, key, record, policy, at, out, refused=True)
             self.spikes.on_event(
                 partition, key, record, at,
-                Volume(1, event.usage.total_tokens, item.priced.cost_usd or ZERO)
-                if counted else None, out)
+                Volume(1, event.tokens, event.cost_usd or ZERO) if counted else None, out)
         if record.watermark is None:
             return
         out.spend.append(self._spend(partition, key, record))
@@ -298,31 +305,35 @@ class AnalyticsStep:
     _announced_unknown: set[str] = field(default_factory=set)
     _last_expiry: float = field(default_factory=time.monotonic)
 
-    async def __call__(self, stored: Sequence[PricedRequest],
-                       sources: Mapping[Any, Any]) -> None:
-        if not stored:
+    async def __call__(self, minutes: Sequence[UsageMinute]) -> None:
+        """Analyse one batch of runs (each a key's stored events in one minute)."""
+        if not minutes:
             return
         if not self._registry_waited:
             async with slow_step("wait for the key registry"):
                 await self.registry.wait_ready(self.registry_wait_seconds)
             self._registry_waited = True
-        groups: dict[tuple[int, str], list[PricedRequest]] = {}
-        for item in stored:
-            partition = sources[item.event.event_id].partition
-            groups.setdefault((partition, item.event.wrapped_key_id), []).append(item)
-        for items in groups.values():  # offset order, as the partition holds them
-            items.sort(key=lambda i: sources[i.event.event_id].offset)
+        groups: dict[tuple[int, str], list[UsageMinute]] = {}
+        for run in minutes:
+            groups.setdefault((run.source_partition, run.wrapped_key_id), []).append(run)
+        for runs in groups.values():  # offset order, as the source partition holds them
+            runs.sort(key=lambda r: r.first_offset)
         out = BatchOutput()
         try:
             # 1. count and detect, in the batch cache
-            for (partition, key), items in groups.items():
-                self.analyzer.analyze(partition, key, items, out)
-            for subject, item in unknown_models(stored, self._announced_unknown).items():
-                event = item.event
+            for (partition, key), runs in groups.items():
+                self.analyzer.analyze_events(
+                    partition, key, [event for run in runs for event in run.events], out)
+            unknown = sorted(((u.source_offset, u, run) for run in minutes for u in run.unknown),
+                             key=lambda found: (found[2].source_partition, found[0]))
+            for _offset, found, run in unknown:
+                if found.subject in self._announced_unknown or any(
+                        a.details.get("subject") == found.subject for a in out.alerts):
+                    continue
                 out.alerts.append(build.unknown_price_alert(
-                    subject=subject, wrapped_key_id=event.wrapped_key_id,
-                    key_scope=event.key_scope, tags=event.tags, model=event.model or "",
-                    at=event.occurred_at, catalog_version=self.catalog_version))
+                    subject=found.subject, wrapped_key_id=run.wrapped_key_id,
+                    key_scope=run.key_scope, tags=run.tags, model=found.model,
+                    at=found.at, catalog_version=self.catalog_version))
             # 2. alerts (topic, then table), anomalies, baselines
             async with slow_step("emit alerts"):
                 await self.emitter.emit(out.alerts)
@@ -345,8 +356,9 @@ class AnalyticsStep:
             for spend in out.spend:
                 await self.publish_spend(spend.wrapped_key_id.encode(), spend.to_json_bytes())
         # 5. rollups, in the background
-        for item in stored:
-            self.refresher.mark(item.event.wrapped_key_id, item.event.occurred_at)
+        for run in minutes:
+            self.refresher.mark(run.wrapped_key_id, run.events[0].at)
+            self.refresher.mark(run.wrapped_key_id, run.events[-1].at)
         if time.monotonic() - self._last_expiry > self.expire_every_seconds:
             self._last_expiry = time.monotonic()
             deleted, stripped = self.store.expire(self.assigned_partitions())

@@ -1,9 +1,12 @@
-"""The ingest agent: batches of `llm.requests.v1` records -> decoded, priced, stored.
+"""Decode, price and store a batch of `llm.requests.v1` records (`IngestProcessor`, driven by
+the ingest stage, pipelines/ingest/stage.py), and the ledgered faust agent that hands a topic's
+batches to a processor in log order (`register_ledgered_agent`: the analytics stage over the
+per-key-minute runs).
 
-The agent is a thin loop; `IngestProcessor.process` does the work for one batch and returns only
-when every record of it is stored in ClickHouse or dead-lettered (and the state derived from it
-is in the changelogs), so faust acknowledges (and later commits) a record only after that; a
-batch whose processing fails or is cancelled is never acknowledged.
+`IngestProcessor.process` returns only when every record of the batch is stored in ClickHouse or
+dead-lettered; the agent's processor returns only when the state derived from its batch is in
+the changelogs, so faust acknowledges (and later commits) a record only after that; a batch whose
+processing fails or is cancelled is never acknowledged.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from aiokafka.errors import KafkaError
@@ -33,7 +36,6 @@ from pipelines.sinks.clickhouse import (
     now_version,
     request_row,
 )
-from pipelines.topics import PipelineTopics
 from pipelines.watchdog import slow_step
 from schemas.pricing import PricingCatalog
 
@@ -66,6 +68,15 @@ class IngestStats:
 
 
 @dataclass
+class PreparedBatch:
+    """A decoded and priced batch, not stored yet."""
+
+    priced: list[PricedRequest] = field(default_factory=list)
+    source_of: dict[Any, RawRecord] = field(default_factory=dict)
+    dead: list[tuple[RawRecord, DeadLetter]] = field(default_factory=list)
+
+
+@dataclass
 class IngestProcessor:
     """Decode, price and store one batch. Hooks run after the batch is stored (step 3 of the
     sink's flush order), e.g. state updates that must never count an unstored event."""
@@ -79,19 +90,28 @@ class IngestProcessor:
     stats: IngestStats = field(default_factory=IngestStats)
 
     async def process(self, records: Sequence[RawRecord]) -> list[PricedRequest]:
+        return await self.store(self.prepare(records))
+
+    def prepare(self, records: Sequence[RawRecord]) -> PreparedBatch:
+        """Decode and price (no I/O): what `store` writes. Separate so that a caller may
+        prepare the next batch while the previous one is being stored."""
         self.stats.received += len(records)
-        priced: list[PricedRequest] = []
-        source_of: dict[Any, RawRecord] = {}
-        dead: list[tuple[RawRecord, DeadLetter]] = []
+        batch = PreparedBatch()
+        priced, source_of, dead = batch.priced, batch.source_of, batch.dead
+        catalog = self.catalog
         for record in records:
             try:
-                item = price(decode(record.value), self.catalog)
+                item = price(decode(record.value), catalog)
             except DeadLetter as letter:
                 dead.append((record, letter))
                 continue
             priced.append(item)
             source_of[item.event.event_id] = record
+        return batch
 
+    async def store(self, batch: PreparedBatch) -> list[PricedRequest]:
+        """Store a prepared batch: rows, then dead letters, then the after-store hooks."""
+        priced, source_of, dead = batch.priced, batch.source_of, batch.dead
         # 1. store the priced rows (idempotent); rows ClickHouse refuses become dead letters.
         version = now_version()
         ingested_at = datetime.now(UTC)
@@ -110,7 +130,7 @@ class IngestProcessor:
         # 2. dead letters: to the DLQ topic (with the original bytes) and to ClickHouse.
         if dead:
             async with slow_step("dead-letter"):
-                await self._dead_letter(dead)
+                await self.dead_letter(dead)
 
         self.stats.stored += len(priced)
         # 3. only now may anything treat these events as seen.
@@ -118,7 +138,8 @@ class IngestProcessor:
             await hook(priced, source_of)
         return priced
 
-    async def _dead_letter(self, dead: list[tuple[RawRecord, DeadLetter]]) -> None:
+    async def dead_letter(self, dead: list[tuple[RawRecord, DeadLetter]]) -> None:
+        """Records that cannot be stored: to the DLQ topic (original bytes) and to ClickHouse."""
         rows = []
         for record, letter in dead:
             meta = DeadLetterRecord(
@@ -182,23 +203,33 @@ def raw(message: Any) -> RawRecord:
                      key=message.key, value=message.value)
 
 
-def register_ingest(
-    app: faust.App, topics: PipelineTopics, processor: IngestProcessor, batch_rows: int,
+class BatchProcessor(Protocol):
+    """What a ledgered agent hands its batches to (IngestProcessor, the analytics stage)."""
+
+    async def process(self, records: Sequence[RawRecord]) -> Any: ...
+
+    async def dead_letter_batches(self, batches: Sequence[UndecodableBatch]) -> None: ...
+
+
+def register_ledgered_agent(
+    app: faust.App, source: faust.TopicT, name: str, processor: BatchProcessor, batch_rows: int,
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
     ledger: OffsetLedger | None = None,
 ) -> faust.types.AgentT:
-    """Attach the ingest agent to `app`. Batches the fetchers could not decode (reported to
-    `undecodable`) are dead-lettered before the ledger moves past them, by the agent or a timer."""
+    """Attach an agent over `source` to `app` that hands batches to `processor` in log order
+    and commits only what it processed (the offset ledger). Batches the fetchers could not
+    decode (reported to `undecodable`) are dead-lettered before the ledger moves past them, by
+    the agent or a timer."""
 
-    ledger = ledger or OffsetLedger(topics.requests.get_topic_name())
+    ledger = ledger or OffsetLedger(source.get_topic_name())
     batch_lock = asyncio.Lock()  # one batch, gap or settlement at a time
 
     async def settle_undecodable() -> None:
         """Dead-letter the batches the fetchers stepped over; then the ledger may pass them."""
         if undecodable is None:
             return
-        batches = undecodable.take()
+        batches = undecodable.take(ledger.topic)
         if not batches:
             return
         try:
@@ -254,7 +285,7 @@ def register_ingest(
         await settle_undecodable()
         ledger.stored_through(tp, gap.end)
 
-    @app.agent(topics.requests, name="keywarden.ingest")
+    @app.agent(source, name=name)
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_rows, within=batch_seconds):
             async with batch_lock:

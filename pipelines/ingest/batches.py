@@ -45,6 +45,7 @@ class UndecodableBatches:
     def __init__(self) -> None:
         self._pending: list[UndecodableBatch] = []
         self._lock = threading.Lock()  # reports come from the event loop; reads may not
+        self._markers: dict[tuple[str, int], dict[int, int]] = {}
         self.total = 0
 
     def report(self, batch: UndecodableBatch) -> None:
@@ -58,11 +59,25 @@ class UndecodableBatches:
             self._pending.append(batch)
             self.total += 1
 
-    def take(self) -> list[UndecodableBatch]:
-        """The reports not taken yet (each report is taken once)."""
+    def take(self, topic: str | None = None) -> list[UndecodableBatch]:
+        """The reports not taken yet (each report is taken once), of `topic` or of all."""
         with self._lock:
-            pending, self._pending = self._pending, []
+            if topic is None:
+                pending, self._pending = self._pending, []
+            else:
+                pending = [b for b in self._pending if b.topic == topic]
+                self._pending = [b for b in self._pending if b.topic != topic]
         return pending
+
+    def marker(self, topic: str, partition: int, start: int, end: int) -> None:
+        """A control batch (a transaction marker) at offsets start..end - 1: no record there."""
+        with self._lock:
+            self._markers.setdefault((topic, partition), {})[start] = end
+
+    def markers(self, topic: str, partition: int) -> dict[int, int]:
+        """start -> end of the markers seen on a partition (the caller prunes what it passed)."""
+        with self._lock:
+            return self._markers.setdefault((topic, partition), {})
 
     def put_back(self, batches: list[UndecodableBatch]) -> None:
         """Reports whose dead letters could not be stored: taken again next time."""
@@ -130,7 +145,11 @@ class _CheckedRecords:
 
     def next_batch(self) -> Any:
         batch = self._records.next_batch()
-        if batch is None or batch.is_control_batch:
+        if batch is None:
+            return batch
+        if batch.is_control_batch:
+            self._reporter.marker(self._tp.topic, self._tp.partition, batch.base_offset,
+                                  batch.next_offset)
             return batch
         try:
             if not batch.validate_crc():

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,9 @@ class OffsetLedger:
     topic: str
     partitions: dict[Any, int] = field(default_factory=dict)
     gaps: int = 0  # ranges read directly so far
+    # Transaction markers seen by the fetchers (topic, partition -> {start: end}): offsets that
+    # hold no record, so a hole exactly over one is no skipped record (batches.py reports them).
+    markers: Callable[[str, int], dict[int, int]] | None = None
 
     def knows(self, tp: Any) -> bool:
         return tp in self.partitions
@@ -78,6 +81,17 @@ class OffsetLedger:
         fresh = sorted(offset for offset in set(offsets) if offset >= expected)
         if not fresh or fresh == list(range(expected, expected + len(fresh))):
             return fresh, None
+        if self.markers is not None:
+            markers = self.markers(tp.topic, tp.partition)
+            position = expected
+            for offset in fresh:
+                while position < offset and position in markers:
+                    position = markers[position]
+                if position != offset:
+                    break
+                position += 1
+            else:
+                return fresh, None
         self.gaps += 1
         return [], Gap(expected, fresh[-1] + 1)
 
@@ -88,6 +102,10 @@ class OffsetLedger:
         starts again from the group's committed offset, so there is nothing to move."""
         if tp in self.partitions and end > self.partitions[tp]:
             self.partitions[tp] = end
+            if self.markers is not None:
+                markers = self.markers(tp.topic, tp.partition)
+                for start in [start for start in list(markers) if start < end]:
+                    markers.pop(start, None)
 
     def stepped_over(self, tp: Any, start: int, end: int) -> None:
         """Offsets `start`..`end - 1` are one undecodable batch, already dead-lettered: a ledger
@@ -140,7 +158,8 @@ class GapReader:
     async def _ensure(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = make_consumer(group_id=None, settings=self.settings,
-                                     max_poll_records=self.chunk_records)
+                                     max_poll_records=self.chunk_records,
+                                     isolation_level="read_committed")
             await consumer.start()
             self._consumer = consumer
         return self._consumer

@@ -14,6 +14,7 @@ stay exact after the per-minute detail is coarsened to 5-minute slots (`HourBuck
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -63,11 +64,14 @@ class HourBucket:
     minutes: dict[int, list[Any]] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
 
-    def add(self, event_id: uuid.UUID, minute: int, tokens: int, cost: Decimal | None) -> bool:
-        """Count one event; False (and nothing changes) when its id was counted already."""
-        if event_id.bytes in self.seen:
+    def add(self, event_id: uuid.UUID | bytes, minute: int, tokens: int,
+            cost: Decimal | None) -> bool:
+        """Count one event (its id as a UUID or its 16 bytes); False (and nothing changes) when
+        its id was counted already."""
+        raw = event_id if type(event_id) is bytes else event_id.bytes  # type: ignore[union-attr]
+        if raw in self.seen:
             return False
-        self.seen.add(event_id.bytes)
+        self.seen.add(raw)
         self.requests += 1
         self.tokens += tokens
         slot = self.minutes.setdefault(minute, [0, 0, ZERO])
@@ -177,6 +181,7 @@ class KeyRecord:
         )
 
 
+@functools.lru_cache(maxsize=65536)  # formatting the hour is a strftime, once per event
 def _hour_key(partition: int, wrapped_key_id: str, hour: datetime) -> bytes:
     return f"{partition}|{wrapped_key_id}|{hour:%Y-%m-%dT%H}".encode()
 
@@ -306,8 +311,8 @@ class KeyStateStore:
         return volume
 
     # -- writing -------------------------------------------------------------------------
-    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID, at: datetime,
-              tokens: int, cost: Decimal | None) -> bool:
+    def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID | bytes,
+              at: datetime, tokens: int, cost: Decimal | None) -> bool:
         """Count one event in its own hour (event time); False if it was counted before."""
         hour = hour_start(at)
         key = _hour_key(partition, wrapped_key_id, hour)
@@ -316,9 +321,10 @@ class KeyStateStore:
             found = self._hours[key] = HourBucket()
         if not found.add(event_id, at.minute, tokens, cost):
             return False
-        self._dirty_hours.add(key)
-        self._closed_days.pop((partition, wrapped_key_id, day_start(at)), None)
-        self._closed_hours.pop((partition, wrapped_key_id, hour), None)
+        if key not in self._dirty_hours:  # the first count in this hour in this batch
+            self._dirty_hours.add(key)
+            self._closed_days.pop((partition, wrapped_key_id, hour.replace(hour=0)), None)
+            self._closed_hours.pop((partition, wrapped_key_id, hour), None)
         self.clock = max(self.clock, at) if self.clock else at
         return True
 

@@ -118,7 +118,11 @@ async def test_requests_through_litellm_become_priced_rows_and_the_right_alerts(
     assert master_key.encode() not in published  # not the key, not its hash
     assert hashlib.sha256(master_key.encode()).hexdigest().encode() not in published
 
-    alerts = await read_topic(kafka_broker.bootstrap, topics.ALERTS, {key_id})
-    opened = [a for a in alerts if a["state"] == "open"]
+    # the analytics stage runs after the rows are stored: the alert may follow them
+    async def opened_alerts() -> list[dict]:
+        alerts = await read_topic(kafka_broker.bootstrap, topics.ALERTS, {key_id})
+        return [a for a in alerts if a["state"] == "open"]
+
+    opened = await wait_for(opened_alerts, 60, "the budget alert of the LiteLLM key")
     assert [(a["kind"], Decimal(a["threshold"])) for a in opened] == [
         ("budget_threshold", Decimal(100))]

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
 from keywarden.synthetic import produce
+from schemas import topics
 from schemas.events.request import Provider, Usage
 from services.fakes.slack import DEFAULT_TOKEN, FakeSlack
 from services.notifier import Notifier
-from tests.support.analytics import Key, hourly_traffic, query, unique, wait_for
+from tests.support.analytics import Key, hourly_traffic, query, read_topic, unique, wait_for
 
 DAY1 = datetime(2026, 9, 7, tzinfo=UTC)  # a Monday
 DAY8 = DAY1 + timedelta(days=7)
@@ -60,6 +61,24 @@ async def test_a_spike_reaches_slack_as_one_message(
             return rows[0][0] == len(history)
 
         await wait_for(history_stored, 60, "seven days of history stored")
+
+        # The clock starts once the analytics stage has also digested the history (its per-key
+        # state, published on usage.spend.v1, counts each key's last history day), so the
+        # latency below is the surge's own, not the time to work through a week of backlog.
+        last_day = {key.wrapped_key_id: max(e.occurred_at.date() for e in history
+                                            if e.wrapped_key_id == key.wrapped_key_id)
+                    for key in (surging, steady)}
+        expected = {key_id: (day.isoformat(), sum(
+            1 for e in history if e.wrapped_key_id == key_id and e.occurred_at.date() == day))
+            for key_id, day in last_day.items()}
+
+        async def history_analysed() -> bool:
+            records = await read_topic(kafka_broker.bootstrap, topics.SPEND, set(expected),
+                                       idle_ms=500)
+            last = {r["wrapped_key_id"]: (r["day"], r["requests_today"]) for r in records}
+            return last == expected
+
+        await wait_for(history_analysed, 60, "seven days of history analysed")
         assert spike_posts(fake_slack, surging.wrapped_key_id) == []
 
         sent_at = time.monotonic()

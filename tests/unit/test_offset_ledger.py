@@ -86,3 +86,20 @@ def test_a_dead_lettered_batch_at_the_ledger_is_stepped_over_and_one_further_on_
     assert ledger.plan(TP, [110, 111]) == ([110, 111], None)  # no hole where the batch was
     ledger.stepped_over(TP, 90, 100)  # behind the ledger: nothing moves back
     assert ledger.committable(TP) == 110
+
+
+def test_a_hole_exactly_over_transaction_markers_is_no_gap_but_other_holes_are() -> None:
+    from aiokafka import TopicPartition
+
+    from pipelines.ingest.batches import UndecodableBatches
+
+    reports = UndecodableBatches()
+    tp = TopicPartition("llm.usage.minutes.v1", 1)
+    ledger = OffsetLedger(tp.topic, markers=reports.markers)
+    ledger.begin(tp, 0)
+    reports.marker(tp.topic, 1, 3, 4)  # one transaction: records 0..2, its commit marker at 3
+    reports.marker(tp.topic, 1, 6, 7)
+    assert ledger.plan(tp, [0, 1, 2, 4, 5, 7]) == ([0, 1, 2, 4, 5, 7], None)
+    ledger.stored_through(tp, 8)
+    assert reports.markers(tp.topic, 1) == {}  # passed markers are forgotten
+    assert ledger.plan(tp, [8, 10]) == ([], Gap(8, 11))  # 9 is no known marker: read it

@@ -1,0 +1,47 @@
+"""The analytics stage's batch processor: runs from `llm.usage.minutes.v1` -> the per-key state
+and rules (`AnalyticsStep`). A record that is not a valid run is dead-lettered like a request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from pydantic import ValidationError
+
+from pipelines.detect.agents import AnalyticsStep
+from pipelines.ingest.agents import IngestProcessor, RawRecord
+from pipelines.ingest.batches import UndecodableBatch
+from pipelines.ingest.decode import DeadLetter
+from schemas.events.usage_minute import UsageMinute
+
+
+@dataclass
+class RunsStats:
+    received: int = 0  # runs handed to the analytics stage
+    analysed: int = 0  # events in them
+
+
+@dataclass
+class RunsProcessor:
+    step: AnalyticsStep
+    dead_letters: IngestProcessor
+    stats: RunsStats
+
+    async def process(self, records: Sequence[RawRecord]) -> None:
+        runs: list[UsageMinute] = []
+        bad: list[tuple[RawRecord, DeadLetter]] = []
+        for record in records:
+            try:
+                runs.append(UsageMinute.decode(record.value or b""))
+            except (orjson.JSONDecodeError, ValidationError, ValueError, KeyError,
+                    TypeError) as error:
+                bad.append((record, DeadLetter("invalid_run", f"{type(error).__name__}: {error}")))
+        if bad:
+            await self.dead_letters.dead_letter(bad)
+        await self.step(runs)
+        self.stats.received += len(runs)
+        self.stats.analysed += sum(len(run.events) for run in runs)
+
+    async def dead_letter_batches(self, batches: Sequence[UndecodableBatch]) -> None:
+        await self.dead_letters.dead_letter_batches(batches)

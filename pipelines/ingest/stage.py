@@ -1,0 +1,321 @@
+"""The ingest stage: `llm.requests.v1` -> rows in ClickHouse + per-key-minute runs, on aiokafka.
+
+No faust on this path: a plain consumer (group `<app id>.ingest`) takes `getmany` batches of
+thousands, and `IngestProcessor` decodes, prices and stores them (one insert per batch). The
+runs of each source partition then go out in one Kafka transaction per partition, with that
+partition's offsets, so runs and offsets are atomic. Order, each batch:
+  1. dead-letter the record batches the fetcher could not decode (then offsets may pass them);
+  2. insert the rows (idempotent: request_events is a ReplacingMergeTree by event_id) and
+     dead-letter what cannot be stored;
+  3. per source partition: begin, send its runs to the same partition of
+     `llm.usage.minutes.v1`, send the offsets to the transaction, commit.
+A crash between 2 and 3 redoes both (the rows collapse; the aborted runs are never read by the
+analytics stage, which reads read_committed, and their ids are counted once anyway).
+Each source partition has its own transactional producer, `transactional_id =
+<group>.<topic>.<partition>`: whoever is assigned the partition next fences the previous
+owner's producer and aborts its open transaction as it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import OffsetAndMetadata
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from keywarden.kafka import make_consumer, make_producer
+from keywarden.settings import Settings
+from pipelines.ingest.agents import IngestProcessor, PreparedBatch, RawRecord
+from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
+from pipelines.ingest.minutes import build_minutes
+from pipelines.pricing import PricedRequest
+from pipelines.watchdog import slow_step
+from schemas import topics as names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStageStats:
+    batches: int = 0
+    transactions: int = 0
+    runs: int = 0
+    redone: int = 0  # batches whose transaction failed and were read again
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: IngestStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.stage.release(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.stage.acquire(set(assigned))
+
+
+@dataclass
+class IngestStage:
+    """The loop described in the module docstring; `run()` until `stop()`."""
+
+    settings: Settings
+    processor: IngestProcessor
+    undecodable: UndecodableBatches
+    group_id: str
+    batch_rows: int
+    batch_seconds: float
+    source_topic: str = names.REQUESTS
+    runs_topic: str = names.USAGE_MINUTES
+    transaction_timeout_ms: int = 60_000
+    stats: IngestStageStats = field(default_factory=IngestStageStats)
+    _consumer: AIOKafkaConsumer | None = None
+    _producers: dict[TopicPartition, AIOKafkaProducer] = field(default_factory=dict)
+    _stopping: bool = False
+    _runs: list[Any] = field(default_factory=list)
+    _stored: dict[TopicPartition, int] = field(default_factory=dict)  # committed positions
+    _in_flight: asyncio.Future[dict[TopicPartition, int]] | None = None
+    _last_starts: dict[TopicPartition, int] = field(default_factory=dict)
+    _generation: int = 0  # rebalances so far
+    crashed: BaseException | None = None  # set by whoever runs the stage when run() raised
+
+    def __post_init__(self) -> None:
+        self.processor.after_store.append(self._collect)
+
+    async def _collect(self, stored: Sequence[PricedRequest],
+                       sources: Mapping[Any, RawRecord]) -> None:
+        """After the rows are stored (never before): the runs of the stored events."""
+        self._runs.extend(build_minutes(stored, sources))
+
+    def _consumer_for(self) -> AIOKafkaConsumer:
+        session_ms = int(self.settings.pipeline_session_timeout_seconds * 1000)
+        return make_consumer(
+            group_id=self.group_id, settings=self.settings,
+            max_poll_records=self.batch_rows,
+            max_partition_fetch_bytes=self.settings.pipeline_fetch_partition_bytes,
+            fetch_max_bytes=4 * self.settings.pipeline_fetch_partition_bytes,
+            session_timeout_ms=session_ms,
+            request_timeout_ms=max(40_000, session_ms + 5_000),
+            heartbeat_interval_ms=int(min(3.0, self.settings.pipeline_session_timeout_seconds / 3)
+                                      * 1000),
+            max_poll_interval_ms=3_600_000,  # a ClickHouse outage is waited out inside a batch
+            isolation_level="read_committed",
+        )
+
+    # -- partitions and their producers ---------------------------------------------------
+    async def acquire(self, assigned: set[TopicPartition]) -> None:
+        for tp in sorted(assigned):
+            if tp in self._producers:
+                continue
+            producer = make_producer(
+                self.settings, transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
+                transaction_timeout_ms=self.transaction_timeout_ms, linger_ms=0)
+            await producer.start()  # init_transactions: fences the partition's previous owner
+            self._producers[tp] = producer
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        self._generation += 1  # a batch fetched before this rebalance is not stored
+        in_flight = self._in_flight
+        if in_flight is not None:  # the batch being stored finishes (or fails) first
+            await asyncio.wait([in_flight])
+        for tp in revoked:
+            self._stored.pop(tp, None)
+            producer = self._producers.pop(tp, None)
+            if producer is not None:
+                await producer.stop()
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Fetch, decode and price a batch while the previous one is stored and committed
+        (one in flight, stored and committed in fetch order)."""
+        consumer = self._consumer = self._consumer_for()
+        consumer.subscribe([self.source_topic], listener=_Rebalance(self))
+        await consumer.start()
+        try:
+            while not self._stopping:
+                try:
+                    await self._round(consumer)
+                except KafkaError as error:  # e.g. a partition revoked while it was read
+                    log.warning("ingest round failed (%s: %s); reading its batch again",
+                                type(error).__name__, error)
+                    await asyncio.sleep(0.5)
+            await self._settle_in_flight()
+        finally:
+            if self._in_flight is not None:
+                self._in_flight.cancel()
+                await asyncio.wait([self._in_flight])
+            await self._close()
+
+    async def _round(self, consumer: AIOKafkaConsumer) -> None:
+        """One batch: fetch, prepare, wait for the batch in flight, then put this one in flight."""
+        batch = await consumer.getmany(timeout_ms=int(self.batch_seconds * 1000),
+                                       max_records=self.batch_rows)
+        generation = self._generation
+        starts = {tp: records[0].offset for tp, records in batch.items() if records}
+        stepped = self.undecodable.take(self.source_topic)
+        try:
+            touched = {tp for tp, records in batch.items() if records}
+            touched |= {TopicPartition(b.topic, b.partition) for b in stepped}
+            touched &= consumer.assignment()
+            positions = {tp: await consumer.position(tp) for tp in touched}
+            records = [record for tp in sorted(batch) for record in batch[tp]]
+            prepared = self.processor.prepare(records) if records else None
+        except BaseException:
+            self.undecodable.put_back(stepped)
+            if generation == self._generation:  # else: the new assignment starts from the
+                self._rewind(consumer, starts)  # committed offsets, which is right
+            raise
+        # the batch before this one must be stored and committed first
+        failed = await self._settle_in_flight()
+        if failed is not None or generation != self._generation:
+            # a rebalance meanwhile: the new assignment starts from the committed offsets
+            self.undecodable.put_back(stepped)
+            if failed is not None and generation == self._generation:  # read both again
+                self._rewind(consumer, _earliest(failed, starts))
+            if failed is not None:
+                await asyncio.sleep(1.0)
+            return
+        if touched:
+            self._in_flight = asyncio.ensure_future(
+                self._store_and_commit(stepped, prepared, positions, starts))
+
+    async def _settle_in_flight(self) -> dict[TopicPartition, int] | None:
+        """Wait for the batch in flight; None when it was stored and committed, else the
+        offsets to read its failed partitions again from."""
+        in_flight = self._in_flight
+        if in_flight is None:
+            return None
+        # `_in_flight` stays set until the batch is done: a rebalance (`release`) waits for it
+        # before it stops the partitions' producers, which would leave its commit hanging.
+        try:
+            failed = await asyncio.shield(in_flight)
+        except (KafkaError, ClickHouseError, OSError) as error:
+            log.warning("ingest batch failed (%s: %s); reading it again",
+                        type(error).__name__, error)
+            return self._last_starts
+        finally:
+            if self._in_flight is in_flight and in_flight.done():
+                self._in_flight = None
+        return failed or None
+
+    async def _store_and_commit(
+        self, stepped: list[UndecodableBatch], prepared: PreparedBatch | None,
+        positions: dict[TopicPartition, int], starts: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, int]:
+        """Steps 1-3 of the module docstring for one batch; returns the partitions whose
+        transaction failed, with the offset to read them again from (nothing committed)."""
+        self._last_starts = starts
+        # 1. batches nobody can decode: dead-lettered before any offset passes them.
+        if stepped:
+            try:
+                async with slow_step("dead-letter undecodable batches"):
+                    await self.processor.dead_letter_batches(stepped)
+            except BaseException:
+                self.undecodable.put_back(stepped)
+                raise
+        # 2. rows (idempotent), dead letters; the stored events' runs (after the rows)
+        self._runs = []
+        if prepared is not None:
+            await self.processor.store(prepared)  # hands the stored events to _collect
+        self.stats.batches += 1
+        runs, self._runs = self._runs, []
+        # 3. one transaction per source partition: its runs and its offsets, atomically.
+        by_partition: dict[int, list[Any]] = {}
+        for run in runs:
+            by_partition.setdefault(run.source_partition, []).append(run)
+        order = sorted(positions)
+        results = await asyncio.gather(
+            *(self._commit(tp, by_partition.get(tp.partition, []), positions[tp])
+              for tp in order),
+            return_exceptions=True)
+        failed: dict[TopicPartition, int] = {}
+        for tp, error in zip(order, results, strict=True):
+            if not isinstance(error, BaseException):
+                continue
+            if isinstance(error, asyncio.CancelledError):
+                raise error
+            # read the partition's batch again: rows collapse, the aborted runs are never read
+            log.warning("%s: transaction failed (%s: %s); reading the batch again", tp,
+                        type(error).__name__, error)
+            if isinstance(error, ProducerFenced):  # another worker owns it now
+                producer = self._producers.pop(tp, None)
+                if producer is not None:
+                    await producer.stop()
+                continue
+            if tp in starts:
+                failed[tp] = starts[tp]
+        return failed
+
+    def _rewind(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
+        for tp, offset in offsets.items():
+            if tp in assigned:
+                try:
+                    consumer.seek(tp, offset)
+                except (KafkaError, AssertionError) as error:  # unassigned meanwhile
+                    log.info("%s not rewound (%s): its next owner reads it", tp, error)
+        self.stats.redone += 1
+
+    async def _commit(self, tp: TopicPartition, runs: Sequence[Any], position: int) -> None:
+        producer = self._producers.get(tp)
+        if producer is None:
+            await self.acquire({tp})
+            producer = self._producers[tp]
+        await producer.begin_transaction()
+        try:
+            sends = [await producer.send(self.runs_topic, run.encode(),
+                                         key=run.wrapped_key_id.encode(),
+                                         partition=tp.partition)
+                     for run in runs]
+            await producer.send_offsets_to_transaction(
+                {tp: OffsetAndMetadata(position, "")}, self.group_id)
+            await asyncio.gather(*sends)
+            await producer.commit_transaction()
+        except BaseException:
+            try:
+                await asyncio.shield(producer.abort_transaction())
+            except KafkaError as error:
+                log.warning("%s: abort failed (%s); the next owner aborts it", tp, error)
+            raise
+        self.stats.transactions += 1
+        self.stats.runs += len(runs)
+        self._stored[tp] = position
+
+    def lag(self) -> dict[TopicPartition, int | None]:
+        """Per assigned source partition: highwater minus the offset committed with its runs."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        result: dict[TopicPartition, int | None] = {}
+        for tp in consumer.assignment():
+            stored, end = self._stored.get(tp), consumer.highwater(tp)
+            result[tp] = None if stored is None or end is None else max(end - stored, 0)
+        return result
+
+    # -- stopping ---------------------------------------------------------------------------
+    async def stop(self) -> None:
+        self._stopping = True
+
+    async def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producers, self._producers = list(self._producers.values()), {}
+        for producer in producers:
+            try:
+                await producer.stop()
+            except KafkaError as error:
+                log.warning("a transactional producer did not stop cleanly: %s", error)
+        if consumer is not None:
+            await consumer.stop()
+
+
+def _earliest(*offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    merged: dict[TopicPartition, int] = {}
+    for found in offsets:
+        for tp, offset in found.items():
+            merged[tp] = min(offset, merged.get(tp, offset))
+    return merged

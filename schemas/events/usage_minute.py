@@ -1,0 +1,144 @@
+"""`llm.usage.minute.v1`: what the ingest stage hands the analytics stage for one run of a key's
+stored events in one event-time minute (topic `llm.usage.minutes.v1`, same partition as the
+source records, key = wrapped_key_id).
+
+A record carries the run's totals (requests, tokens, exact cost as a decimal string, models
+first used) and, compactly, each event's id, time, tokens, cost and the facts the rules read:
+the analytics stage counts ids (a gateway retry of an event, or a run redone after a crash, is
+counted once) and runs the rules in event order, so its alerts are those of the per-event path.
+A run is consecutive in its partition's order for its key, and starts anew when the key's scope
+or tags change, so every event of a run has the run's scope and tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+
+from schemas.events.request import KeyTags
+
+USAGE_MINUTE_SCHEMA: Final = "llm.usage.minute.v1"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAMESPACE = uuid.UUID("0b6c1a52-6f43-5d0e-9a51-3c3f8d2b7e10")
+
+
+def epoch_us(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float)."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x, once per event
+class UsageEvent:
+    """One stored event as the per-key rules read it (treat as immutable)."""
+
+    event_id: bytes  # the UUID's 16 bytes (what the state's seen-id sets hold)
+    at: datetime
+    tokens: int
+    cost_usd: Decimal | None  # None: unpriced
+    model_used: str  # canonical model it answered with ("" when refused, failed or no tokens)
+    provider: str
+    refused_for_budget: bool
+    key_scope: str
+    tags: KeyTags
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPrice:
+    """The first event of a run that the catalog could not price, for `provider/model`."""
+
+    subject: str
+    model: str
+    at: datetime
+    source_offset: int
+
+
+@dataclass
+class UsageMinute:
+    """One run of a key's events in one minute (see the module docstring)."""
+
+    wrapped_key_id: str
+    minute: datetime
+    key_scope: str
+    tags: KeyTags
+    source_topic: str
+    source_partition: int
+    first_offset: int
+    last_offset: int
+    events: list[UsageEvent] = field(default_factory=list)
+    unknown: list[UnknownPrice] = field(default_factory=list)
+
+    @property
+    def aggregate_id(self) -> uuid.UUID:
+        """Deterministic: the same source records give the same id."""
+        return uuid.uuid5(_NAMESPACE, f"{self.source_topic}|{self.source_partition}|"
+                                      f"{self.first_offset}|{self.last_offset}|"
+                                      f"{self.wrapped_key_id}|{self.minute:%Y-%m-%dT%H:%M}")
+
+    def encode(self) -> bytes:
+        cost = sum((e.cost_usd for e in self.events if e.cost_usd is not None), Decimal(0))
+        models: dict[str, str] = {}
+        for event in self.events:
+            if event.model_used and event.model_used not in models:
+                models[event.model_used] = event.at.isoformat()
+        return orjson.dumps({
+            "schema": USAGE_MINUTE_SCHEMA,
+            "aggregate_id": str(self.aggregate_id),
+            "wrapped_key_id": self.wrapped_key_id,
+            "minute": self.minute.isoformat(),
+            "key_scope": self.key_scope,
+            "tags": self.tags.model_dump(),
+            "source": [self.source_topic, self.source_partition, self.first_offset,
+                       self.last_offset],
+            "requests": len(self.events),
+            "tokens": sum(e.tokens for e in self.events),
+            "cost_usd": str(cost),
+            "unpriced": sum(1 for e in self.events if e.cost_usd is None),
+            "refused_for_budget": sum(1 for e in self.events if e.refused_for_budget),
+            "models_first_used": models,
+            # per event, as columns: ids (16 bytes each, base64), times (us since epoch),
+            # tokens, cost (decimal string or null), model used, provider, refused for budget
+            "ids": base64.b64encode(b"".join(e.event_id for e in self.events)).decode(),
+            "at": [epoch_us(e.at) for e in self.events],
+            "tok": [e.tokens for e in self.events],
+            "cost": [None if e.cost_usd is None else str(e.cost_usd) for e in self.events],
+            "model": [e.model_used for e in self.events],
+            "provider": [e.provider for e in self.events],
+            "refused": [int(e.refused_for_budget) for e in self.events],
+            "unknown": [[u.subject, u.model, epoch_us(u.at), u.source_offset]
+                        for u in self.unknown],
+        })
+
+    @classmethod
+    def decode(cls, raw: bytes) -> UsageMinute:
+        doc: dict[str, Any] = orjson.loads(raw)
+        if doc.get("schema") != USAGE_MINUTE_SCHEMA:
+            raise ValueError(f"not a {USAGE_MINUTE_SCHEMA} record: {doc.get('schema')!r}")
+        scope, tags = doc["key_scope"], KeyTags.model_validate(doc["tags"])
+        topic, partition, first, last = doc["source"]
+        ids = base64.b64decode(doc["ids"])
+        minute = cls(
+            wrapped_key_id=doc["wrapped_key_id"], minute=datetime.fromisoformat(doc["minute"]),
+            key_scope=scope, tags=tags, source_topic=topic, source_partition=partition,
+            first_offset=first, last_offset=last,
+            events=[UsageEvent(ids[16 * i:16 * i + 16], from_epoch_us(at), tokens,
+                               None if cost is None else Decimal(cost), model, provider,
+                               bool(refused), scope, tags)
+                    for i, (at, tokens, cost, model, provider, refused) in enumerate(zip(
+                        doc["at"], doc["tok"], doc["cost"], doc["model"], doc["provider"],
+                        doc["refused"], strict=True))],
+            unknown=[UnknownPrice(subject, model, from_epoch_us(at), offset)
+                     for subject, model, at, offset in doc["unknown"]],
+        )
+        if str(minute.aggregate_id) != doc["aggregate_id"]:
+            raise ValueError(f"aggregate id {doc['aggregate_id']} does not match its source")
+        return minute
