@@ -169,7 +169,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 
 async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
     """Provider keys (once) and this run's wrapped keys: scope -> (key id, secret)."""
-    from services.gateway.admin import KeyAdmin
+    from services.admin.registry_writer import KeyAdmin
 
     issued: dict[str, tuple[str, str]] = {}
     async with KeyAdmin(settings, actor="keywarden-demo") as admin:

@@ -16,7 +16,7 @@ from keywarden.scan.scanner import ScanError
 if TYPE_CHECKING:
     from keywarden.settings import Settings
     from schemas.events.keys import WrappedKeyRecord
-    from services.gateway.admin import KeyAdmin
+    from services.admin.registry_writer import KeyAdmin
 
 SCAN_ACTOR = "keywarden-scan"
 
@@ -54,7 +54,7 @@ class Revoker(Protocol):
 
 
 class KeyAdminRevoker:
-    """A `Revoker` over `services.gateway.admin.KeyAdmin`; use as `with KeyAdminRevoker(settings)`.
+    """A `Revoker` over `KeyAdmin` (services/admin/registry_writer.py); `with KeyAdminRevoker(s)`.
 
     `KeyAdmin` is async and holds a Kafka producer, so one event loop (an `asyncio.Runner`) lives
     for the whole `with` block: the registry is loaded once however many keys are revoked.
@@ -67,7 +67,8 @@ class KeyAdminRevoker:
         self._admin: KeyAdmin | None = None
 
     def __enter__(self) -> KeyAdminRevoker:
-        from services.gateway.admin import KeyAdmin
+        from services.admin.errors import AdminError
+        from services.admin.registry_writer import KeyAdmin
         from services.gateway.errors import GatewayError
 
         # Its own loop, not installed as the thread's current one: callers' loops are untouched.
@@ -75,7 +76,7 @@ class KeyAdminRevoker:
         try:
             admin = KeyAdmin(self._settings, self._actor)
             runner.run(admin.start())
-        except GatewayError as error:
+        except (AdminError, GatewayError) as error:
             runner.close()
             raise RevocationUnavailable(f"cannot revoke: {error}") from None
         self._runner, self._admin = runner, admin
@@ -96,6 +97,7 @@ class KeyAdminRevoker:
                 runner.close()
 
     def revoke_leaked(self, secret: str, source: str) -> RevokeResult:
+        from services.admin.errors import AdminError
         from services.gateway.errors import GatewayError
 
         if self._runner is None or self._admin is None:
@@ -108,7 +110,7 @@ class KeyAdminRevoker:
         try:
             reason = f"leaked: found by keywarden scan in {source}"
             self._runner.run(self._admin.revoke(record.key_id, reason=reason))
-        except GatewayError as error:
+        except (AdminError, GatewayError) as error:
             raise RevocationUnavailable(f"could not revoke {record.key_id}: {error}") from None
         return RevokeResult(RevokeOutcome.REVOKED, record.key_id, record.scope)
 

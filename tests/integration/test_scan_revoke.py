@@ -17,7 +17,7 @@ from keywarden.scan.revoke import SCAN_ACTOR, KeyAdminRevoker
 from keywarden.settings import Settings
 from schemas.events.audit import AuditEvent
 from schemas.topics import AUDIT
-from services.gateway.admin import KeyAdmin
+from services.admin.registry_writer import KeyAdmin
 from tests.support.gateway import unique_scope
 
 
