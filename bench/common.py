@@ -457,7 +457,7 @@ class GatewayStack:
 
 
 async def _register(settings: Any, scope: str) -> str:
-    from services.gateway.admin import KeyAdmin
+    from services.admin.registry_writer import KeyAdmin
 
     async with KeyAdmin(settings, "bench") as admin:
         if admin.registry.active_provider_key("openai") is None:

@@ -25,8 +25,8 @@ import httpx
 
 from deploy.local.kafka import LocalKafka
 from keywarden.settings import PROJECT_ROOT, get_settings, load_settings
+from services.admin.registry_writer import KeyAdmin
 from services.fakes.provider import FakeProvider
-from services.gateway.admin import KeyAdmin
 from services.gateway.server import GatewayServer
 
 OPENAI_KEY = "sk-bench-openai"

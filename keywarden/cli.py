@@ -48,11 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from keywarden.scan.cli import add_scan_commands
     from pipelines.cli import add_pipeline_commands
     from services.admin.cli import add_admin_commands
-    from services.gateway.cli import (
-        add_gateway_commands,
-        add_keys_commands,
-        add_providers_commands,
-    )
+    from services.admin.cli_keys import add_keys_commands
+    from services.admin.cli_providers import add_providers_commands
+    from services.gateway.cli import add_gateway_commands
     from services.notifier.cli import add_notifier_commands
 
     parser = argparse.ArgumentParser(

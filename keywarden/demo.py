@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.local.kafka import LocalKafka, run_blocking
 from deploy.local.warehouse import spawn_warehouse, stop_warehouse
@@ -38,6 +38,12 @@ from schemas.events.keys import KeyPolicy
 from schemas.events.request import KeyTags, Outcome, Provider, RequestEvent, Usage
 from schemas.ids import uuid7
 from services.fakes.provider import FakeProvider
+
+if TYPE_CHECKING:
+    from schemas.events.keys import ProviderKeyRecord
+    from services.admin.roles import LocalCaller
+    from services.admin.service import AdminService
+    from services.gateway.vault import Vault
 
 DEMO_PROVIDER_SECRETS = {  # what the local fake provider accepts; never real keys
     "openai": "sk-demo-openai-0001",
@@ -167,44 +173,74 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 # --- keys ---------------------------------------------------------------------------------
 
 
-async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
-    """Provider keys (once) and this run's wrapped keys: scope -> (key id, secret)."""
-    from services.gateway.admin import KeyAdmin
+DEMO_ACTOR = "demo"
 
+
+def demo_caller() -> LocalCaller:
+    """Who the demo acts as in the admin service: an owner named `demo` in the audit trail."""
+    from schemas.events.admin import Role
+    from services.admin.roles import LocalCaller
+
+    return LocalCaller(DEMO_ACTOR, Role.OWNER, "demo")
+
+
+async def register_keys(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Provider keys (once) and this run's wrapped keys: scope -> (key id, secret). Made through
+    the admin service like any admin change: role-checked and audited as `demo`."""
+    from services.admin.service import AdminService
+
+    async with AdminService(settings, background=False) as service:
+        await register_provider_keys(service)
+        return await create_demo_keys(service)
+
+
+async def register_provider_keys(service: AdminService) -> None:
+    """The fake provider's keys, added once (or rotated to when the registry has others)."""
+    demo = demo_caller()
+    for provider, secret in DEMO_PROVIDER_SECRETS.items():
+        active = service.keys.registry.active_provider_key(Provider(provider))
+        if active is None:
+            await service.add_provider(demo, provider, secret, rotation_days=90)
+            _say(f"added a {provider} provider key (stored encrypted)")
+        elif not _opens_to(service.keys.vault, active, secret):
+            # The registry's key is sealed under another keyring or is not the fake
+            # provider's: rotate to the demo's own, as an operator would.
+            await service.rotate_provider(demo, provider, secret, 0, None)
+            _say(f"rotated the {provider} provider key to the demo's (no wrapped key changes)")
+
+
+async def create_demo_keys(service: AdminService) -> dict[str, tuple[str, str]]:
+    """This run's wrapped keys (the previous run's are revoked): scope -> (key id, secret)."""
+    from services.admin.models import KeyCreate
+
+    demo = demo_caller()
+    for old in list(service.keys.registry.wrapped_keys.values()):
+        # "keywarden-demo": the actor of runs before the demo went through the admin service
+        if old.created_by in (DEMO_ACTOR, "keywarden-demo") and old.revoked_at is None:
+            await service.revoke_key(demo, old.key_id, "superseded by a new demo run")
     issued: dict[str, tuple[str, str]] = {}
-    async with KeyAdmin(settings, actor="keywarden-demo") as admin:
-        for provider, secret in DEMO_PROVIDER_SECRETS.items():
-            active = admin.registry.active_provider_key(Provider(provider))
-            if active is None:
-                await admin.add_provider_key(provider, secret, rotation_days=90)
-                _say(f"added a {provider} provider key (stored encrypted)")
-            elif not _opens_to(admin, active, secret):
-                # The registry's key is sealed under another keyring or is not the fake
-                # provider's: rotate to the demo's own, as an operator would.
-                await admin.rotate_provider_key(provider, secret, grace_hours=0)
-                _say(f"rotated the {provider} provider key to the demo's (no wrapped key changes)")
-        for old in list(admin.registry.wrapped_keys.values()):
-            if old.created_by == "keywarden-demo" and old.revoked_at is None:
-                await admin.revoke(old.key_id, reason="superseded by a new demo run")
-        for key in DEMO_KEYS:
-            tags = KeyTags(
-                team=key.team,
-                service=key.service,
-                environment=key.environment,
-                cost_center=key.cost_center,
-            )
-            wrapped, record = await admin.create_key(key.scope, tags, key.policy)
-            issued[key.scope] = (record.key_id, wrapped.value)
-            _say(f"created wrapped key {record.key_id} ({key.scope}; team {key.team})")
+    for key in DEMO_KEYS:
+        tags = KeyTags(
+            team=key.team,
+            service=key.service,
+            environment=key.environment,
+            cost_center=key.cost_center,
+        )
+        body = KeyCreate(scope=key.scope, tags=tags, policy=key.policy)
+        wrapped, record = await service.create_key(demo, body)
+        issued[key.scope] = (record.key_id, wrapped.value)
+        _say(f"created wrapped key {record.key_id} ({key.scope}; team {key.team})")
     return issued
 
 
-def _opens_to(admin: object, record: object, secret: str) -> bool:
+def _opens_to(vault: Vault, record: ProviderKeyRecord, secret: str) -> bool:
     """Whether this keyring decrypts `record` to `secret`."""
     from services.gateway.errors import VaultError
 
+    if record.sealed is None:
+        return False
     try:
-        return admin.vault.open(record.provider_key_id, record.sealed) == secret  # type: ignore[attr-defined]
+        return vault.open(record.provider_key_id, record.sealed) == secret
     except VaultError:
         return False
 

@@ -20,20 +20,20 @@ OpenRevoker = Callable[[], AbstractContextManager[Revoker]]
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
-def open_key_admin_revoker() -> AbstractContextManager[Revoker]:
-    """The registry's revoker, configured from the KEYWARDEN_* settings."""
-    from keywarden.scan.revoke import KeyAdminRevoker
+def open_admin_revoker() -> AbstractContextManager[Revoker]:
+    """The admin service's revoker, configured from the KEYWARDEN_* settings."""
+    from keywarden.scan.revoke import AdminServiceRevoker
     from keywarden.settings import ConfigError, get_settings
 
     try:
         settings = get_settings()
     except ConfigError as error:  # still print the findings; only the revocation is impossible
         raise RevocationUnavailable(f"cannot revoke: configuration error: {error}") from None
-    return KeyAdminRevoker(settings)
+    return AdminServiceRevoker(settings)
 
 
 def add_scan_commands(
-    subparsers: argparse._SubParsersAction[Any], open_revoker: OpenRevoker = open_key_admin_revoker
+    subparsers: argparse._SubParsersAction[Any], open_revoker: OpenRevoker = open_admin_revoker
 ) -> argparse.ArgumentParser:
     """Register `scan`; its handler returns the exit code."""
     scan = subparsers.add_parser(
@@ -56,7 +56,7 @@ def add_scan_commands(
     scan.add_argument("--format", choices=("text", "json"), default="text")
     scan.add_argument(
         "--revoke", action="store_true",
-        help="revoke every wrapped key found (audited, actor keywarden-scan)",
+        help="revoke every wrapped key found (as a leak-reporter; audited, actor scan:$USER)",
     )  # fmt: skip
     scan.add_argument(
         "--max-size-mb", type=_positive_megabytes, default=DEFAULT_MAX_FILE_MB, metavar="MB",
@@ -76,7 +76,7 @@ def _positive_megabytes(text: str) -> float:
     return value
 
 
-def run_scan(args: argparse.Namespace, open_revoker: OpenRevoker = open_key_admin_revoker) -> int:
+def run_scan(args: argparse.Namespace, open_revoker: OpenRevoker = open_admin_revoker) -> int:
     try:
         scanner = Scanner(max_file_mb=args.max_size_mb)
         if args.staged:
@@ -174,4 +174,4 @@ def _print_json(
     print(json.dumps(document, indent=2))
 
 
-__all__ = ["add_scan_commands", "open_key_admin_revoker", "revoke_wrapped_keys", "run_scan"]
+__all__ = ["add_scan_commands", "open_admin_revoker", "revoke_wrapped_keys", "run_scan"]

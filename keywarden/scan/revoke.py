@@ -1,11 +1,12 @@
 """Revoking leaked wrapped keys from `keywarden scan --revoke`: the `Revoker` seam, and the one
-implementation today, which revokes through the key registry's `KeyAdmin` (published and
-audited like any revocation, by the actor `keywarden-scan`).
+implementation today, which revokes through the admin service in process (role-checked, published
+and audited like any revocation, by the actor `scan:<user>`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -15,10 +16,8 @@ from keywarden.scan.scanner import ScanError
 
 if TYPE_CHECKING:
     from keywarden.settings import Settings
-    from schemas.events.keys import WrappedKeyRecord
-    from services.gateway.admin import KeyAdmin
-
-SCAN_ACTOR = "keywarden-scan"
+    from schemas.events.admin import Role
+    from services.admin.service import AdminService
 
 
 class RevocationUnavailable(ScanError):
@@ -53,32 +52,44 @@ class Revoker(Protocol):
     def revoke_leaked(self, secret: str, source: str) -> RevokeResult: ...
 
 
-class KeyAdminRevoker:
-    """A `Revoker` over `services.gateway.admin.KeyAdmin`; use as `with KeyAdminRevoker(settings)`.
+def scan_actor() -> str:
+    """The audit actor of a scan's revocations: `scan:<the user who ran it>` (`scan:cli` when the
+    environment names nobody)."""
+    return f"scan:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'cli'}"
 
-    `KeyAdmin` is async and holds a Kafka producer, so one event loop (an `asyncio.Runner`) lives
-    for the whole `with` block: the registry is loaded once however many keys are revoked.
+
+class AdminServiceRevoker:
+    """A `Revoker` through the admin service, in process: each revocation is role-checked (the
+    scan acts as a `leak-reporter` unless told otherwise) and audited with the actor
+    `scan_actor()`, like any other admin change. Use as `with AdminServiceRevoker(settings)`.
+
+    The service is async and holds Kafka clients, so one event loop (an `asyncio.Runner`) lives
+    for the whole `with` block: the registries are loaded once however many keys are revoked.
     """
 
-    def __init__(self, settings: Settings, actor: str = SCAN_ACTOR) -> None:
-        self._settings = settings
-        self._actor = actor
-        self._runner: asyncio.Runner | None = None
-        self._admin: KeyAdmin | None = None
+    def __init__(
+        self, settings: Settings, actor: str | None = None, role: Role | None = None
+    ) -> None:
+        from schemas.events.admin import Role
+        from services.admin.roles import LocalCaller
 
-    def __enter__(self) -> KeyAdminRevoker:
-        from services.gateway.admin import KeyAdmin
-        from services.gateway.errors import GatewayError
+        self._settings = settings
+        self._caller = LocalCaller(actor or scan_actor(), role or Role.LEAK_REPORTER, "scan")
+        self._runner: asyncio.Runner | None = None
+        self._service: AdminService | None = None
+
+    def __enter__(self) -> AdminServiceRevoker:
+        from services.admin.service import AdminService
 
         # Its own loop, not installed as the thread's current one: callers' loops are untouched.
         runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
         try:
-            admin = KeyAdmin(self._settings, self._actor)
-            runner.run(admin.start())
-        except GatewayError as error:
+            service = AdminService(self._settings, background=False)
+            runner.run(service.start())
+        except _admin_errors() as error:
             runner.close()
-            raise RevocationUnavailable(f"cannot revoke: {error}") from None
-        self._runner, self._admin = runner, admin
+            raise RevocationUnavailable(f"cannot revoke: {_message(error)}") from None
+        self._runner, self._service = runner, service
         return self
 
     def __exit__(
@@ -87,43 +98,46 @@ class KeyAdminRevoker:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        runner, admin, self._runner, self._admin = self._runner, self._admin, None, None
+        runner, service, self._runner, self._service = self._runner, self._service, None, None
         if runner is not None:
             try:
-                if admin is not None:
-                    runner.run(admin.stop())
+                if service is not None:
+                    runner.run(service.stop())
             finally:
                 runner.close()
 
     def revoke_leaked(self, secret: str, source: str) -> RevokeResult:
-        from services.gateway.errors import GatewayError
-
-        if self._runner is None or self._admin is None:
-            raise RevocationUnavailable("KeyAdminRevoker is not open; use it in a `with` block")
-        record = self._record_of(secret)
+        if self._runner is None or self._service is None:
+            raise RevocationUnavailable("AdminServiceRevoker is not open; use it in a `with` block")
+        reason = f"leaked: found by keywarden scan in {source}"
+        try:
+            record, revoked = self._runner.run(
+                self._service.revoke_leaked(self._caller, secret, reason)
+            )
+        except _admin_errors() as error:
+            raise RevocationUnavailable(f"could not revoke: {_message(error)}") from None
         if record is None:
             return RevokeResult(RevokeOutcome.UNKNOWN)
-        if record.revoked:
-            return RevokeResult(RevokeOutcome.ALREADY_REVOKED, record.key_id, record.scope)
-        try:
-            reason = f"leaked: found by keywarden scan in {source}"
-            self._runner.run(self._admin.revoke(record.key_id, reason=reason))
-        except GatewayError as error:
-            raise RevocationUnavailable(f"could not revoke {record.key_id}: {error}") from None
-        return RevokeResult(RevokeOutcome.REVOKED, record.key_id, record.scope)
+        outcome = RevokeOutcome.REVOKED if revoked else RevokeOutcome.ALREADY_REVOKED
+        return RevokeResult(outcome, record.key_id, record.scope)
 
-    def _record_of(self, secret: str) -> WrappedKeyRecord | None:
-        # The one secret-to-key lookup (current secret, or a rotated-out one still in its grace
-        # period), shared with the gateway's authentication and the admin API's leak reports.
-        assert self._admin is not None
-        return self._admin.registry.find_by_secret(secret)
+
+def _admin_errors() -> tuple[type[Exception], ...]:
+    from services.admin.errors import AdminApiError, AdminError
+    from services.gateway.errors import VaultError
+
+    return (AdminApiError, AdminError, VaultError)
+
+
+def _message(error: Exception) -> str:
+    return str(getattr(error, "message", error))
 
 
 __all__ = [
-    "KeyAdminRevoker",
+    "AdminServiceRevoker",
     "RevocationUnavailable",
     "RevokeOutcome",
     "RevokeResult",
     "Revoker",
-    "SCAN_ACTOR",
+    "scan_actor",
 ]

@@ -18,8 +18,8 @@ from typing import Any
 from keywarden.settings import ConfigError, Settings, load_settings
 from schemas.events.admin import Role
 from services.admin.cli_client import AdminClient, AdminClientError
-from services.admin.errors import AdminApiError
-from services.gateway.cli import _run, _usd
+from services.admin.cli_common import run, usd
+from services.admin.errors import AdminApiError, AdminError
 from services.gateway.errors import GatewayError
 
 
@@ -29,7 +29,7 @@ def _run_local(
     def handler(args: argparse.Namespace) -> int:
         try:
             return asyncio.run(action(args, load_settings()))
-        except (AdminApiError, GatewayError, ConfigError) as error:
+        except (AdminApiError, AdminError, GatewayError, ConfigError) as error:
             print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
@@ -162,27 +162,27 @@ def add_admin_commands(subparsers: Any) -> None:
     create.add_argument("--team", help="team-admin (or service): its team")
     create.add_argument("--scope", help="service: the key scope it manages")
     create.add_argument("--expires-in-days", type=float)
-    create.set_defaults(handler=_run(_credentials_create))
+    create.set_defaults(handler=run(_credentials_create))
     listing = cred_commands.add_parser("list", help="list credentials (no secrets)")
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_run(_credentials_list))
+    listing.set_defaults(handler=run(_credentials_list))
     revoke = cred_commands.add_parser("revoke", help="revoke a credential")
     revoke.add_argument("credential_id")
     revoke.add_argument("--reason")
-    revoke.set_defaults(handler=_run(_credentials_revoke))
+    revoke.set_defaults(handler=run(_credentials_revoke))
 
     ceiling = commands.add_parser("ceiling", help="team ceilings (owners set, team admins obey)")
     ceiling_commands = ceiling.add_subparsers(dest="ceiling_command", required=True)
     setting = ceiling_commands.add_parser("set", help="set a team's ceiling (replaces it)")
     setting.add_argument("team")
     setting.add_argument("--allow-model", action="append", metavar="MODEL")
-    setting.add_argument("--daily-budget", type=_usd, metavar="USD")
-    setting.add_argument("--monthly-budget", type=_usd, metavar="USD")
+    setting.add_argument("--daily-budget", type=usd, metavar="USD")
+    setting.add_argument("--monthly-budget", type=usd, metavar="USD")
     setting.add_argument("--rpm", type=int)
-    setting.set_defaults(handler=_run(_ceiling_set))
+    setting.set_defaults(handler=run(_ceiling_set))
     show = ceiling_commands.add_parser("show", help="show a team's ceiling")
     show.add_argument("team")
-    show.set_defaults(handler=_run(_ceiling_show))
+    show.set_defaults(handler=run(_ceiling_show))
 
 
 __all__ = ["AdminClientError", "add_admin_commands"]

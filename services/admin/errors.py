@@ -1,7 +1,24 @@
-"""The admin API's exception tree: each class carries its HTTP status and error code, so the
-mapping to an answer is one handler (`services/admin/api.py`)."""
+"""Key administration's exceptions: the registry writer's (`AdminError`), and the admin API's tree,
+where each class carries its HTTP status and error code, so the mapping to an answer is one
+handler (`services/admin/api.py`)."""
 
 from __future__ import annotations
+
+
+class AdminError(Exception):
+    """A key-administration change cannot be carried out; `message` says why (never a secret)."""
+
+    retriable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RegistryUnavailable(AdminError):
+    """The registry topic could not be read or written (Kafka unreachable)."""
+
+    retriable = True
 
 
 class AdminApiError(Exception):
@@ -61,10 +78,12 @@ class Unavailable(AdminApiError):
 
 __all__ = [
     "AdminApiError",
+    "AdminError",
     "BadRequest",
     "Conflict",
     "Forbidden",
     "NotFound",
+    "RegistryUnavailable",
     "Unauthenticated",
     "Unavailable",
 ]

@@ -1,6 +1,7 @@
-"""Leak reports (`POST /v1/leaks`): tokens are queued and handled after the answer, so the answer
-is the same for known and unknown tokens in status, body and timing; a known live wrapped key is
-revoked at once (actor `leak-report`) and a `LEAKED_KEY` alert is raised.
+"""Leaked wrapped keys. Leak reports (`POST /v1/leaks`) are queued and handled after the answer,
+so the answer is the same for known and unknown tokens in status, body and timing; a known live
+wrapped key is revoked at once (actor `leak-report`) and a `LEAKED_KEY` alert is raised.
+`keywarden scan --revoke` revokes what it finds through `revoke_leaked`, as its own caller.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from keywarden.background import BackgroundTask
 from schemas.events.admin import AdminCredentialRecord
 from schemas.events.alert import AlertEvent, AlertKind, Severity
+from schemas.events.audit import AdminAction, AuditEvent
 from schemas.events.keys import WrappedKeyRecord
+from schemas.topics import ALERTS
+from services.admin.core import AdminCore, audit_details, translate
+from services.admin.errors import AdminError, RegistryUnavailable
 from services.admin.models import LeakReport
+from services.admin.roles import Action, Caller
 
 log = logging.getLogger(__name__)
 
@@ -80,4 +86,71 @@ class LeakQueue(BackgroundTask):
             await asyncio.wait_for(self._queue.join(), 10)
 
 
-__all__ = ["LEAK_ACTOR", "LeakQueue", "MAX_REPORTS", "leak_alert"]
+class LeakOperations(AdminCore):
+    """Revoking leaked keys: reported through the API, or found by `keywarden scan --revoke`."""
+
+    leaks: LeakQueue
+
+    async def report_leaks(self, caller: AdminCredentialRecord, reports: list[LeakReport]) -> int:
+        await self.authorize(caller, Action.LEAKS_REPORT)
+        self.leaks.submit(caller, reports)
+        return len(reports)
+
+    async def revoke_leaked(
+        self, caller: Caller, secret: str, reason: str
+    ) -> tuple[WrappedKeyRecord | None, bool]:
+        """Revoke the live wrapped key whose whole `secret` leaked, as `caller` (who needs
+        leaks:report). Returns the key (None when the secret is not one of this registry's) and
+        whether this call revoked it."""
+        await self.authorize(caller, Action.LEAKS_REPORT)
+        record = self.keys.registry.find_by_secret(secret)
+        if record is None or record.revoked:
+            return record, False
+        revoked = await self._revoke_leaked_key(record, caller.name, audit_details(caller), reason)
+        return revoked or record, revoked is not None
+
+    async def _revoke_leaked_key(
+        self, record: WrappedKeyRecord, actor: str, details: dict[str, str], reason: str
+    ) -> WrappedKeyRecord | None:
+        """The revoked key; None when it was revoked meanwhile."""
+        async with self._lock:
+            with self.keys.acting_as(actor, details):
+                try:
+                    return await self.keys.revoke(record.key_id, reason[:500])
+                except RegistryUnavailable as error:
+                    raise translate(error) from None
+                except AdminError as error:  # revoked meanwhile
+                    log.info("leaked key: %s", error)
+                    return None
+
+    async def _handle_leaks(
+        self, reporter: AdminCredentialRecord, reports: list[LeakReport]
+    ) -> None:
+        revoked = 0
+        for report in reports:
+            record = self.keys.registry.find_by_secret(report.token)
+            if record is None or record.revoked:
+                continue
+            details = audit_details(reporter) | {
+                "reporter": reporter.name, "source_url": report.url[:500],
+                "token_type": report.type[:128],
+            }  # fmt: skip
+            reason = f"leaked: reported by {reporter.name}" + (
+                f" at {report.url}" if report.url else ""
+            )
+            revoked_record = await self._revoke_leaked_key(record, LEAK_ACTOR, details, reason)
+            if revoked_record is None:
+                continue
+            revoked += 1
+            alert = leak_alert(revoked_record, report, datetime.now(UTC))
+            await self._send(ALERTS, alert.to_json_bytes(), alert.wrapped_key_id)
+        summary = AuditEvent(
+            occurred_at=datetime.now(UTC), actor=reporter.name, action=AdminAction.LEAK_REPORTED,
+            entity_kind="admin_api", entity_id="api:leaks",
+            details=audit_details(reporter)
+            | {"tokens": str(len(reports)), "revoked": str(revoked)},
+        )  # fmt: skip
+        await self._publish(None, summary)
+
+
+__all__ = ["LEAK_ACTOR", "LeakOperations", "LeakQueue", "MAX_REPORTS", "leak_alert"]

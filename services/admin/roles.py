@@ -9,14 +9,19 @@ can act on; the API turns it into a 403 and an audit record.
 - service: create and rotate keys of its one scope (and read them); its team and the team's
   ceiling bind it when it has a team.
 - leak-reporter: only report leaked tokens.
+
+A caller is an admin API credential or a `LocalCaller`: an in-process tool (`keywarden scan
+--revoke`, the demo) acting in one role, checked by the same rules and named in the audit trail.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
 
-from schemas.events.admin import AdminCredentialRecord, Role, TeamCeiling
+from schemas.events.admin import Role, TeamCeiling
 from schemas.events.keys import KeyPolicy, WrappedKeyRecord
 from schemas.events.request import KeyTags
 
@@ -68,6 +73,34 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 }
 
 
+class Caller(Protocol):
+    """Whoever asks for an action: an `AdminCredentialRecord` or a `LocalCaller`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def role(self) -> Role: ...
+
+    @property
+    def team(self) -> str: ...
+
+    @property
+    def scope(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class LocalCaller:
+    """An in-process tool acting in `role`; `name` is its audit actor (e.g. `scan:alice`), `tool`
+    the program (`scan`, `demo`)."""
+
+    name: str
+    role: Role
+    tool: str
+    team: str = ""
+    scope: str = ""
+
+
 class Refusal(Exception):
     """The rules forbid the action; `reason` says why."""
 
@@ -76,7 +109,7 @@ class Refusal(Exception):
         self.reason = reason
 
 
-def _who(caller: AdminCredentialRecord) -> str:
+def _who(caller: Caller) -> str:
     if caller.role is Role.TEAM_ADMIN:
         return f"team-admin of team {caller.team!r}"
     if caller.role is Role.SERVICE:
@@ -84,17 +117,17 @@ def _who(caller: AdminCredentialRecord) -> str:
     return caller.role.value
 
 
-def may(caller: AdminCredentialRecord, action: Action) -> bool:
+def may(caller: Caller, action: Action) -> bool:
     return action in ROLE_ACTIONS[caller.role]
 
 
-def check(caller: AdminCredentialRecord, action: Action) -> None:
+def check(caller: Caller, action: Action) -> None:
     """The role allows `action` at all."""
     if not may(caller, action):
         raise Refusal(f"role {caller.role.value} may not {action.value}")
 
 
-def sees_key(caller: AdminCredentialRecord, key: WrappedKeyRecord) -> bool:
+def sees_key(caller: Caller, key: WrappedKeyRecord) -> bool:
     """Whether the key is within the caller's reach (its team, or its scope)."""
     if caller.role in (Role.OWNER, Role.AUDITOR):
         return True
@@ -105,7 +138,7 @@ def sees_key(caller: AdminCredentialRecord, key: WrappedKeyRecord) -> bool:
     return False
 
 
-def check_key(caller: AdminCredentialRecord, action: Action, key: WrappedKeyRecord) -> None:
+def check_key(caller: Caller, action: Action, key: WrappedKeyRecord) -> None:
     """The role allows `action` on this existing key."""
     check(caller, action)
     if not sees_key(caller, key):
@@ -120,7 +153,7 @@ def check_key(caller: AdminCredentialRecord, action: Action, key: WrappedKeyReco
 
 
 def check_new_key(
-    caller: AdminCredentialRecord, scope: str, tags: KeyTags, policy: KeyPolicy,
+    caller: Caller, scope: str, tags: KeyTags, policy: KeyPolicy,
     ceiling: TeamCeiling | None,
 ) -> None:  # fmt: skip
     """A key with these tags and policy may be created by the caller."""
@@ -131,7 +164,7 @@ def check_new_key(
 
 
 def check_within_team(
-    caller: AdminCredentialRecord, tags: KeyTags, policy: KeyPolicy, ceiling: TeamCeiling | None
+    caller: Caller, tags: KeyTags, policy: KeyPolicy, ceiling: TeamCeiling | None
 ) -> None:
     """A team-bound caller (team-admin, or a service with a team) keeps the key in its team and
     within the team's ceiling: no other team tag, no model outside the ceiling's allowlist, no
@@ -186,13 +219,15 @@ def _covered(model: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def check_grant(caller: AdminCredentialRecord, role: Role) -> None:
+def check_grant(caller: Caller, role: Role) -> None:
     """Only an owner issues or revokes credentials (of any role)."""
     check(caller, Action.CREDENTIALS_WRITE)
 
 
 __all__ = [
     "Action",
+    "Caller",
+    "LocalCaller",
     "ROLE_ACTIONS",
     "Refusal",
     "check",

@@ -185,23 +185,7 @@ class KeyringError(VaultError):
     """The keyring file or variables are malformed; the message names the source."""
 
 
-# --- administration --------------------------------------------------------------------------
-
-
-class AdminError(GatewayError):
-    """A key-administration command cannot be carried out; the message says why."""
-
-    status_code = 400
-
-
-class RegistryUnavailable(AdminError):
-    """The registry topic could not be read or written (Kafka unreachable)."""
-
-    retriable = True
-
-
 __all__ = [
-    "AdminError",
     "AuthError",
     "BudgetExceeded",
     "DecryptionFailed",
@@ -215,7 +199,6 @@ __all__ = [
     "NoProviderKey",
     "PolicyViolation",
     "RateLimited",
-    "RegistryUnavailable",
     "RequestRefused",
     "SourceIpDenied",
     "SpendDataStale",

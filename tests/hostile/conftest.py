@@ -21,8 +21,8 @@ from typing import Any
 import ahocorasick
 import pytest
 
+from services.admin import registry_writer
 from services.fakes.slack import DEFAULT_TOKEN
-from services.gateway import admin as gateway_admin
 from services.gateway import auth as gateway_auth
 from tests.support.fake_provider import FAKE_PROVIDER_KEYS
 from tests.support.gateway import PROVIDER_SECRETS, ROTATED_SECRETS
@@ -58,7 +58,7 @@ def _recording_issue(scope: str, pepper: bytes) -> gateway_auth.IssuedKey:
 
 
 gateway_auth.issue_wrapped_key = _recording_issue  # type: ignore[assignment]
-gateway_admin.issue_wrapped_key = _recording_issue  # type: ignore[assignment]
+registry_writer.issue_wrapped_key = _recording_issue  # type: ignore[assignment]
 
 
 class _Capture(logging.Handler):

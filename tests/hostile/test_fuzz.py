@@ -22,7 +22,7 @@ from keywarden.synthetic import produce
 from pipelines.ingest.decode import DeadLetter, decode
 from schemas import topics
 from schemas.events.request import Provider, RequestEvent, Usage
-from services.gateway.admin import KeyAdmin
+from services.admin.registry_writer import KeyAdmin
 from tests.support.analytics import Key, query, unique, wait_for
 from tests.support.gateway import unique_scope, wait_for_key
 

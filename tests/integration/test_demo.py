@@ -1,5 +1,6 @@
 """README command 1 keeps working: `keywarden demo` end to end, as a child process, on the
-session's warehouse; the demo starts everything else itself, its Kafka broker included."""
+session's warehouse; the demo starts everything else itself, its Kafka broker included. And the
+demo's keys are made through the admin service, audited as `demo`, like any admin change."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import uuid
 
 import pytest
 
-from keywarden.settings import PROJECT_ROOT
+from keywarden.demo import DEMO_ACTOR, DEMO_KEYS, create_demo_keys
+from keywarden.settings import PROJECT_ROOT, Settings
+from schemas.events.admin import Role
+from services.admin.errors import Forbidden
+from services.admin.models import KeyCreate
+from services.admin.roles import LocalCaller
+from services.admin.service import AdminService
+from tests.support.admin import audit_events
 from tests.support.kafka import free_ports
 
 pytestmark = pytest.mark.slow
@@ -43,3 +51,23 @@ def test_demo_drives_traffic_and_reports_spend_and_alerts(warehouse_db, tmp_path
         assert expected in alerts, alerts
     assert "used gpt-4o for the first time" in alerts
     assert "used o3" not in alerts  # refused by the allowlist: not a use
+
+
+async def test_demo_keys_are_made_through_the_admin_service_and_audited_as_demo(
+    gateway_settings: Settings,
+) -> None:
+    async with AdminService(gateway_settings, background=False) as service:
+        first = await create_demo_keys(service)
+        await create_demo_keys(service)  # a second run revokes the first run's keys
+        auditor = LocalCaller("demo-auditor", Role.AUDITOR, "demo")
+        with pytest.raises(Forbidden, match="role auditor may not keys:create"):
+            await service.create_key(auditor, KeyCreate(scope=DEMO_KEYS[0].scope))
+
+    key_id, _secret = first[DEMO_KEYS[0].scope]
+    audits = await audit_events(gateway_settings, f"wk:{key_id}", expected=2)
+    assert [a.action.value for a in audits] == ["key_created", "key_revoked"]
+    for audit in audits:
+        assert audit.actor == DEMO_ACTOR
+        assert audit.details["tool"] == "demo" and audit.details["role"] == "owner"
+    refused = await audit_events(gateway_settings, "api:keys:create", 1, actor="demo-auditor")
+    assert [a.action.value for a in refused] == ["access_refused"]

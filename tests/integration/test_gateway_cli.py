@@ -9,7 +9,9 @@ import json
 
 import pytest
 
-from services.gateway.cli import add_gateway_commands, add_keys_commands, add_providers_commands
+from services.admin.cli_keys import add_keys_commands
+from services.admin.cli_providers import add_providers_commands
+from services.gateway.cli import add_gateway_commands
 
 
 def parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from google import genai
 from google.genai import types
 
 from schemas.events.request import Outcome
-from services.gateway.admin import KeyAdmin
+from services.admin.registry_writer import KeyAdmin
 from services.gateway.server import GatewayServer
 from tests.support.gateway import collect_request_events, unique_scope, wait_for_key
 

@@ -8,6 +8,8 @@ Fixtures: `admin_settings`, `admin_server`, `owner_token`, `admin_http` (a facto
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,10 +18,34 @@ import httpx
 import pytest
 
 from keywarden.clickhouse import get_client
+from keywarden.kafka import make_consumer
 from keywarden.settings import Settings
 from schemas.clickhouse.migrations import migrate
+from schemas.events.audit import AuditEvent
+from schemas.topics import AUDIT
 from services.admin.server import AdminServer
 from services.admin.service import bootstrap_owner
+
+
+async def audit_events(
+    settings: Settings, entity_id: str, expected: int, actor: str | None = None
+) -> list[AuditEvent]:
+    """The audit events of `entity_id` (by `actor`, when given) on audit.v1, waiting up to 10 s
+    for `expected` of them."""
+    consumer = make_consumer(AUDIT, group_id=None, settings=settings)
+    await consumer.start()
+    audits: list[AuditEvent] = []
+    try:
+        deadline = time.monotonic() + 10
+        while len(audits) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    fields = json.loads(record.value)
+                    if fields["entity_id"] == entity_id and actor in (None, fields["actor"]):
+                        audits.append(AuditEvent.model_validate_json(record.value))
+    finally:
+        await consumer.stop()
+    return audits
 
 
 @pytest.fixture(scope="session")

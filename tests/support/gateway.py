@@ -20,7 +20,7 @@ from keywarden.kafka import make_consumer
 from keywarden.settings import Settings, load_settings
 from schemas.events.request import RequestEvent
 from schemas.topics import REQUESTS
-from services.gateway.admin import KeyAdmin
+from services.admin.registry_writer import KeyAdmin
 from services.gateway.server import GatewayServer
 
 PROVIDER_SECRETS = {

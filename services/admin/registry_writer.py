@@ -1,6 +1,6 @@
-"""Key administration: every change is validated against the current registry (read from
-`keys.registry.v1`), then published as a registry event (full new state) and an audit event
-(actor, before, after). Used by the `keywarden keys|providers` commands and by tests.
+"""The key registry's only writer: every change is validated against the current registry (read
+from `keys.registry.v1`), then published as a registry event (full new state) and an audit event
+(actor, before, after). `AdminService` calls it after the role check; tests use it directly.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from schemas.events.keys import (
 )
 from schemas.events.request import KeyTags, Provider
 from schemas.topics import AUDIT, KEYS_REGISTRY, TOPICS
+from services.admin.errors import AdminError, RegistryUnavailable
 from services.gateway import logsafety
 from services.gateway.auth import IssuedKey, issue_wrapped_key, looks_like_wrapped_key
-from services.gateway.errors import AdminError, RegistryUnavailable
 from services.gateway.registry import Registry, load_registry
 from services.gateway.vault import Keyring, Vault
 
