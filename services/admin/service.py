@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from clickhouse_connect.driver import Client
 
 from keywarden.clickhouse import get_client
+from keywarden.compacted import TopicFollower, read_to_end
 from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
 from keywarden.settings import Settings
 from schemas.events.admin import (
@@ -59,7 +60,6 @@ from services.admin.roles import Action, Refusal
 from services.gateway.admin import KeyAdmin
 from services.gateway.auth import IssuedKey
 from services.gateway.errors import AdminError, GatewayError, RegistryUnavailable
-from services.gateway.follow import TopicFollower, read_to_end
 from services.gateway.registry import RegistryFollower
 from services.gateway.vault import Keyring, Vault
 
