@@ -1,6 +1,6 @@
 """The one Kafka client factory: producers, consumers and admin clients built from settings,
-and idempotent creation of the project's topics. aiokafka errors do not leave this module's
-callers untranslated: `KafkaUnavailable` says the broker could not be reached.
+and idempotent creation of the project's topics as `schemas/topics.py` specifies them. Callers
+wrap aiokafka calls in `kafka_errors()`, so aiokafka's errors leave as `KafkaUnavailable`.
 """
 
 from __future__ import annotations

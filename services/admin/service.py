@@ -15,12 +15,11 @@ from importlib import resources
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from clickhouse_connect.driver import Client
 
 from keywarden.clickhouse import get_client
 from keywarden.compacted import TopicFollower, read_to_end
-from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
+from keywarden.kafka import KafkaUnavailable, ensure_topics, kafka_errors, make_producer
 from keywarden.settings import Settings
 from schemas.events.admin import (
     AdminCredentialRecord,
@@ -569,9 +568,10 @@ class AdminService:
         if self._producer is None:
             raise Unavailable("the admin service is not started")
         try:
-            await self._producer.send_and_wait(topic, value, key=key.encode())
-        except KafkaError as error:
-            raise Unavailable(f"could not publish to {topic}: {type(error).__name__}") from None
+            with kafka_errors(f"could not publish to {topic}"):
+                await self._producer.send_and_wait(topic, value, key=key.encode())
+        except KafkaUnavailable as error:
+            raise Unavailable(str(error)) from None
 
     async def _publish(self, change: AdminRegistryEvent | None, audit: AuditEvent) -> None:
         if change is not None:
