@@ -190,7 +190,7 @@ async def ensure_topics(
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
-    except (TimeoutError, KafkaConnectionError) as error:
+    except (KafkaConnectionError, OSError) as error:  # TimeoutError and a failed lookup too
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(error).__name__}"
         ) from None
