@@ -1,7 +1,7 @@
-"""The one reader of a whole Kafka topic without a consumer group, as the compacted topics (key
-registry, spend, delivered alerts) are read: `TopicReader` reads from the beginning (or a resume
-point, or a time) up to the end offsets of a moment; `TopicFollower` keeps applying records in the
-background and says when it caught up; `read_to_end` reads once (for the CLI).
+"""The one reader of a whole Kafka topic without a consumer group (the key and admin registries,
+spend, delivered alerts, the alerts tail a restarted emitter rereads): `TopicReader` reads from
+the beginning (or a resume point, or a time) up to the end offsets of a moment; `TopicFollower`
+keeps applying records in the background and says when it caught up; `read_to_end` reads once.
 """
 
 from __future__ import annotations
