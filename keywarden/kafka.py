@@ -1,32 +1,71 @@
 """The one Kafka client factory: producers, consumers and admin clients built from settings,
-and idempotent creation of the project's topics. aiokafka errors do not leave this module's
-callers untranslated: `KafkaUnavailable` says the broker could not be reached.
+and idempotent creation of the project's topics as `schemas/topics.py` specifies them. Callers
+wrap aiokafka calls in `kafka_errors()`, so aiokafka's errors leave as `KafkaUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
 from keywarden.settings import Settings, get_settings
-from schemas.topics import TOPICS, TopicSpec
+from schemas.topics import SPECS, TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(RuntimeError):
-    """The Kafka cluster could not be reached or refused the operation (retriable)."""
+class KafkaUnavailable(ConnectionError):
+    """The Kafka cluster could not be reached or refused the operation (retriable).
+
+    A ConnectionError, so that code which waits out a lost connection (`except OSError`) waits
+    out this one too."""
 
     retriable = True
+
+
+class OffsetsNotCommitted(KafkaUnavailable):
+    """A group rebalance took the partitions before their offsets were committed (the new owner
+    reads those records again)."""
+
+
+# aiokafka's errors as the project's, most specific first (as httpx maps httpcore's).
+_TRANSLATIONS: tuple[tuple[type[BaseException], type[KafkaUnavailable]], ...] = (
+    (CommitFailedError, OffsetsNotCommitted),
+    (KafkaError, KafkaUnavailable),
+    (OSError, KafkaUnavailable),
+    (TimeoutError, KafkaUnavailable),
+)
+
+
+@contextlib.contextmanager
+def kafka_errors(doing: str) -> Iterator[None]:
+    """Raise aiokafka's errors (and a socket or a wait that gave up) met inside the block as the
+    project's: `KafkaUnavailable` or a subclass, saying `doing` and the error's kind, never its
+    text (which may quote a record). Wrap every aiokafka call outside this module in one."""
+    try:
+        yield
+    except KafkaUnavailable:
+        raise
+    except Exception as error:
+        for raised, translated in _TRANSLATIONS:
+            if isinstance(error, raised):
+                raise translated(f"{doing}: {type(error).__name__}") from None
+        raise
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -122,7 +161,15 @@ def make_admin(settings: Settings | None = None) -> AIOKafkaAdminClient:
 async def ensure_topics(
     settings: Settings | None = None, specs: Iterable[TopicSpec] = TOPICS, timeout: float = 30.0
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Safe to repeat."""
+    """Create the topics that do not exist yet; return the names created. Safe to repeat.
+
+    A project topic is created only as `schemas/topics.py` specifies it (else ValueError): who
+    creates it first must not decide its retention."""
+    specs = list(specs)
+    for spec in specs:
+        listed = SPECS.get(spec.name)
+        if listed is not None and spec != listed:
+            raise ValueError(f"topic {spec.name}: {spec} differs from schemas/topics.py ({listed})")
     settings = settings or get_settings()
     admin = make_admin(settings)
     created: list[str] = []
@@ -143,7 +190,7 @@ async def ensure_topics(
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
-    except (TimeoutError, KafkaConnectionError) as error:
+    except (KafkaConnectionError, OSError) as error:  # TimeoutError and a failed lookup too
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(error).__name__}"
         ) from None

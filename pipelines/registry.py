@@ -11,12 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
-from pydantic import ValidationError
-
-from keywarden.background import BackgroundTask
-from keywarden.kafka import make_consumer
+from keywarden.compacted import TopicFollower
 from keywarden.settings import Settings
 from schemas import topics
 from schemas.events.keys import ProviderKeyRecord, RegistryEvent, WrappedKeyRecord
@@ -25,15 +20,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class RegistryView(BackgroundTask):
+class RegistryView:
     """Latest wrapped keys and provider keys by id; `start()`/`stop()` run the reader."""
 
     settings: Settings
     topic: str = topics.KEYS_REGISTRY
     wrapped_keys: dict[str, WrappedKeyRecord] = field(default_factory=dict)
     provider_keys: dict[str, ProviderKeyRecord] = field(default_factory=dict)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task[None] | None = None
+    _follower: TopicFollower = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The pipeline does not create the registry: `keywarden topics create` and the gateway do.
+        self._follower = TopicFollower(
+            self.topic, self.settings, self._apply_raw, retry_s=2.0, create=False
+        )
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self._follower.ready
 
     def apply(self, event: RegistryEvent) -> None:
         if event.wrapped_key is not None:
@@ -44,59 +48,27 @@ class RegistryView(BackgroundTask):
     def wrapped_key(self, key_id: str) -> WrappedKeyRecord | None:
         return self.wrapped_keys.get(key_id)
 
-    def _task_name(self) -> str:
-        return "registry-view"
+    async def start(self) -> None:
+        await self._follower.start()
+
+    async def stop(self) -> None:
+        await self._follower.stop()
+
+    async def __aenter__(self) -> RegistryView:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait for the initial replay; False (and a warning) if it takes longer than `timeout`."""
-        if self.ready.is_set():
+        if await self._follower.wait_ready(timeout):
             return True
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-            return True
-        except TimeoutError:
-            log.warning("key registry not replayed after %.1fs; budgets use what is known", timeout)
-            return False
+        log.warning("key registry not replayed after %.1fs; budgets use what is known", timeout)
+        return False
 
-    async def _run(self) -> None:
-        while True:
-            consumer = make_consumer(group_id=None, settings=self.settings)
-            try:
-                await consumer.start()
-                partitions = await self._partitions(consumer)
-                consumer.assign(partitions)
-                await consumer.seek_to_beginning(*partitions)
-                end = await consumer.end_offsets(partitions)
-                if all(offset == 0 for offset in end.values()):
-                    self.ready.set()
-                while True:
-                    batch = await consumer.getmany(timeout_ms=500)
-                    for records in batch.values():
-                        for record in records:
-                            self._apply_raw(record.value)
-                    if not self.ready.is_set():
-                        positions = [await consumer.position(tp) for tp in end]
-                        if all(p >= end[tp] for p, tp in zip(positions, end, strict=True)):
-                            self.ready.set()
-            except KafkaError as error:
-                log.warning("registry reader: %s; reconnecting in 2s", type(error).__name__)
-                await asyncio.sleep(2)
-            finally:
-                await consumer.stop()
-
-    async def _partitions(self, consumer: object) -> list[TopicPartition]:
-        for _ in range(50):
-            found = consumer.partitions_for_topic(self.topic)  # type: ignore[attr-defined]
-            if found:
-                return [TopicPartition(self.topic, p) for p in sorted(found)]
-            await consumer._client.force_metadata_update()  # type: ignore[attr-defined]
-            await asyncio.sleep(0.2)
-        raise KafkaError(f"topic {self.topic} has no partitions")
-
-    def _apply_raw(self, value: bytes | None) -> None:
+    def _apply_raw(self, _key: bytes | None, value: bytes | None) -> None:
         if not value:
             return  # a tombstone: compaction removes the entity; keep the last state we know
-        try:
-            self.apply(RegistryEvent.from_json_bytes(value))
-        except ValidationError as error:
-            log.warning("skipping an invalid registry record: %s", error.error_count())
+        self.apply(RegistryEvent.from_json_bytes(value))  # the follower skips invalid records

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 REQUESTS = "llm.requests.v1"
 REQUESTS_DLQ = "llm.requests.dlq.v1"
@@ -56,3 +56,15 @@ TOPICS: tuple[TopicSpec, ...] = (
     # The audit trail is kept a year on the broker; ClickHouse audit_log keeps it for good.
     TopicSpec(AUDIT, partitions=1, retention_ms=365 * 24 * 3600 * 1000),
 )
+
+SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+
+
+def spec_of(name: str, like: str | None = None) -> TopicSpec:
+    """The spec of topic `name`. A project topic renamed by configuration (the notifier's
+    `KEYWARDEN_NOTIFIER_*_TOPIC`) is created with the spec of the topic `like` it stands for."""
+    if name in SPECS:
+        return SPECS[name]
+    if like is None:
+        raise KeyError(f"{name} is not a topic of schemas/topics.py")
+    return replace(SPECS[like], name=name)

@@ -11,17 +11,15 @@ last `recent_window`, by record timestamp) and treats the pairs found there as p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import TopicPartition
 from clickhouse_connect.driver.client import Client
 
-from keywarden.kafka import make_consumer
+from keywarden.compacted import TopicReader
 from keywarden.settings import Settings
 from pipelines.sinks.clickhouse import ClickHouseSink, read_with_retry
 from schemas.events.alert import AlertEvent, AlertKind
@@ -42,44 +40,21 @@ RecentPairs = Callable[[], Awaitable[set[tuple[str, str]]]]
 async def recently_published(settings: Settings, topic: str, within: timedelta,
                              timeout: float = 30.0) -> set[tuple[str, str]]:
     """The (alert_id, state) pairs on `topic` with a record timestamp in the last `within`."""
-    consumer = make_consumer(group_id=None, settings=settings)
-    await consumer.start()
     pairs: set[tuple[str, str]] = set()
+
+    def collect(_key: bytes | None, value: bytes | None) -> None:
+        try:
+            doc = json.loads(value or b"")
+            pairs.add((str(doc["alert_id"]), str(doc["state"])))
+        except (ValueError, KeyError, TypeError):
+            pass
+
+    reader = TopicReader(topic, settings, poll_ms=500)
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - a fresh topic
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return pairs
-        consumer.assign(tps)
-        since_ms = int((datetime.now(UTC) - within).timestamp() * 1000)
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        ends = await consumer.end_offsets(tps)
-        remaining = {}
-        for tp in tps:
-            found = starts.get(tp)
-            if found is None or found.offset >= ends[tp]:
-                continue
-            consumer.seek(tp, found.offset)
-            remaining[tp] = ends[tp]
-        deadline = asyncio.get_running_loop().time() + timeout
-        while remaining:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"reading the tail of {topic} took over {timeout}s")
-            batches = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, records in batches.items():
-                for record in records:
-                    try:
-                        doc = json.loads(record.value or b"")
-                        pairs.add((str(doc["alert_id"]), str(doc["state"])))
-                    except (ValueError, KeyError, TypeError):
-                        continue
-                if records and records[-1].offset + 1 >= remaining[tp]:
-                    del remaining[tp]
+        await reader.start(timeout, since=datetime.now(UTC) - within, must_exist=False)
+        await reader.read_to_end(collect, timeout)
     finally:
-        await consumer.stop()
+        await reader.stop()
     return pairs
 
 

@@ -7,10 +7,10 @@ named reason that lands on `llm.requests.dlq.v1` beside the original bytes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from schemas.events.dead_letter import DeadLetterRecord
 from schemas.events.request import REQUEST_SCHEMA, RequestEvent
 
 MAX_DETAIL = 2000
@@ -23,17 +23,6 @@ class DeadLetter(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail[:MAX_DETAIL]
-
-
-@dataclass(frozen=True)
-class DeadLetterRecord:
-    """What is published to the DLQ topic (as JSON) and stored in `request_dead_letters`."""
-
-    reason: str
-    detail: str
-    source_topic: str
-    source_partition: int
-    source_offset: int
 
 
 def decode(raw: bytes | None) -> RequestEvent:
@@ -74,3 +63,6 @@ def _explain(raw: bytes) -> RequestEvent:
             for item in error.errors(include_url=False, include_input=False)
         )
         raise DeadLetter("invalid_event", problems) from None
+
+
+__all__ = ["DeadLetter", "DeadLetterRecord", "decode"]

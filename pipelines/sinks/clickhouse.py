@@ -29,8 +29,8 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from pipelines.ingest.decode import DeadLetterRecord
 from pipelines.pricing import PricedRequest
+from schemas.events.dead_letter import DeadLetterRecord
 
 log = logging.getLogger(__name__)
 

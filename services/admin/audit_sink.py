@@ -13,11 +13,10 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from clickhouse_connect.driver import Client
 
 from keywarden.clickhouse import get_client
-from keywarden.kafka import ensure_topics, make_consumer
+from keywarden.kafka import KafkaUnavailable, ensure_topics, kafka_errors, make_consumer
 from keywarden.settings import Settings
 from schemas.events.audit import AuditEvent
 from schemas.topics import AUDIT, TOPICS
@@ -79,7 +78,8 @@ class AuditSink:
             settings=self.settings,
             fetch_max_wait_ms=100,
         )
-        await consumer.start()
+        with kafka_errors(f"cannot consume {AUDIT}"):
+            await consumer.start()
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="audit-sink")
 
@@ -115,9 +115,10 @@ class AuditSink:
         timeout_ms = int(self.settings.admin_audit_sink_batch_seconds * 1000)
         while True:
             try:
-                batches = await consumer.getmany(
-                    timeout_ms=timeout_ms, max_records=self.settings.admin_audit_sink_batch_rows
-                )
+                with kafka_errors(f"reading {AUDIT}"):
+                    batches = await consumer.getmany(
+                        timeout_ms=timeout_ms, max_records=self.settings.admin_audit_sink_batch_rows
+                    )
                 values = [r.value for records in batches.values() for r in records if r.value]
                 if not values:
                     continue
@@ -130,11 +131,12 @@ class AuditSink:
                     )
                     self.rows_written += len(rows)
                 # 2. commit the offsets of what was stored (never before step 1)
-                await consumer.commit()
+                with kafka_errors(f"committing {AUDIT} offsets"):
+                    await consumer.commit()
             except asyncio.CancelledError:
                 raise
-            except KafkaError as error:
-                log.warning("audit sink: Kafka %s; retrying", type(error).__name__)
+            except KafkaUnavailable as error:
+                log.warning("audit sink: %s; retrying", error)
                 await asyncio.sleep(1.0)
             except Exception as error:  # ClickHouse down: rewind to the last commit and retry
                 log.warning("audit sink: insert failed (%s); retrying", type(error).__name__)

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
+from keywarden.kafka import KafkaUnavailable, kafka_errors
 from keywarden.settings import Settings
 from schemas.events.admin import AdminCredentialRecord, AdminRegistryEvent
 from schemas.events.audit import AdminAction, AuditEvent, EntityKind
@@ -114,9 +114,10 @@ class AdminCore:
         if self._producer is None:
             raise Unavailable("the admin service is not started")
         try:
-            await self._producer.send_and_wait(topic, value, key=key.encode())
-        except KafkaError as error:
-            raise Unavailable(f"could not publish to {topic}: {type(error).__name__}") from None
+            with kafka_errors(f"could not publish to {topic}"):
+                await self._producer.send_and_wait(topic, value, key=key.encode())
+        except KafkaUnavailable as error:
+            raise Unavailable(str(error)) from None
 
     async def _publish(self, change: AdminRegistryEvent | None, audit: AuditEvent) -> None:
         if change is not None:

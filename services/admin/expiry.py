@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from keywarden.background import BackgroundTask
+from keywarden.kafka import KafkaUnavailable, kafka_errors
 from schemas.events.alert import AlertEvent, AlertKind, Severity
 from schemas.events.keys import WrappedKeyRecord
 from schemas.topics import ALERTS
@@ -97,11 +97,12 @@ class ExpiryWatcher(BackgroundTask):
         ]
         for alert in fresh:
             try:
-                await producer.send_and_wait(
-                    ALERTS, alert.to_json_bytes(), key=alert.wrapped_key_id.encode()
-                )
-            except KafkaError as error:
-                log.warning("could not publish an expiry alert: %s", type(error).__name__)
+                with kafka_errors("could not publish an expiry alert"):
+                    await producer.send_and_wait(
+                        ALERTS, alert.to_json_bytes(), key=alert.wrapped_key_id.encode()
+                    )
+            except KafkaUnavailable as error:
+                log.warning("%s", error)
                 break
             self._sent.add(str(alert.alert_id))
         return fresh

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
+from keywarden.kafka import KafkaUnavailable, ensure_topics, kafka_errors, make_producer
 from keywarden.settings import Settings
 from schemas.events.audit import AuditEvent
 from schemas.events.keys import (
@@ -66,8 +65,9 @@ class KeyAdmin:
             )
             self.registry = await load_registry(self.settings, self.vault.pepper)
             producer = make_producer(self.settings)
-            await asyncio.wait_for(producer.start(), 10)
-        except (TimeoutError, KafkaUnavailable, KafkaError) as error:
+            with kafka_errors("starting the registry producer"):
+                await asyncio.wait_for(producer.start(), 10)
+        except KafkaUnavailable as error:
             raise RegistryUnavailable(
                 f"cannot reach the key registry on Kafka at {self.settings.kafka_bootstrap}: "
                 f"{getattr(error, 'args', [''])[0] or type(error).__name__}"
@@ -385,16 +385,15 @@ class KeyAdmin:
             self.audit_details | (details or {}),
         )
         try:
-            await self._producer.send_and_wait(
-                KEYS_REGISTRY, change.to_json_bytes(), key=change.entity_id.encode()
-            )
-            await self._producer.send_and_wait(
-                AUDIT, audit.to_json_bytes(), key=change.entity_id.encode()
-            )
-        except KafkaError as error:
-            raise RegistryUnavailable(
-                f"could not publish {kind.value}: {type(error).__name__}"
-            ) from None
+            with kafka_errors(f"could not publish {kind.value}"):
+                await self._producer.send_and_wait(
+                    KEYS_REGISTRY, change.to_json_bytes(), key=change.entity_id.encode()
+                )
+                await self._producer.send_and_wait(
+                    AUDIT, audit.to_json_bytes(), key=change.entity_id.encode()
+                )
+        except KafkaUnavailable as error:
+            raise RegistryUnavailable(str(error)) from None
         self.registry.apply(change)
         log.info("%s %s by %s", kind.value, change.entity_id, self.actor)
         return after

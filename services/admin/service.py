@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from clickhouse_connect.driver import Client
 
+from keywarden.compacted import TopicFollower, read_to_end
 from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
 from keywarden.settings import Settings
 from schemas.events.admin import AdminCredentialRecord, Role
@@ -28,7 +29,6 @@ from services.admin.reads import UsageReads
 from services.admin.registry_writer import KeyAdmin
 from services.admin.wrapped_keys import WrappedKeyOperations
 from services.gateway.errors import VaultError
-from services.gateway.follow import TopicFollower, read_to_end
 from services.gateway.registry import RegistryFollower
 from services.gateway.vault import Keyring, Vault
 

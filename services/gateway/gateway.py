@@ -9,6 +9,7 @@ import re
 import socket
 from contextlib import AsyncExitStack
 
+from keywarden.compacted import TopicFollower
 from keywarden.settings import Settings
 from schemas.events.keys import ProviderKeyRecord
 from schemas.pricing import PricingCatalog, load_catalog
@@ -16,7 +17,6 @@ from schemas.topics import SPEND
 from services.gateway import logsafety
 from services.gateway.budget import BudgetLedger
 from services.gateway.errors import NoProviderKey, VaultError
-from services.gateway.follow import TopicFollower
 from services.gateway.forward import Upstream
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.policy import ClientAddressResolver

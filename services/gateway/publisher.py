@@ -19,9 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from keywarden.kafka import KafkaUnavailable, ensure_topics, key_partition, make_producer
+from keywarden.kafka import (
+    KafkaUnavailable,
+    ensure_topics,
+    kafka_errors,
+    key_partition,
+    make_producer,
+)
 from keywarden.settings import Settings
 from schemas.events.request import RequestEvent
 from schemas.topics import REQUESTS, TOPICS
@@ -205,21 +210,22 @@ class EventPublisher:
         try:
             # One deadline for handing the whole batch over; send_batch() only waits while the
             # partition's previous batch is still in the producer's buffer.
-            async with asyncio.timeout(self._timeout):
-                partitioners: dict[str, Callable[[bytes | None], int]] = {}
-                for index, (topic, key, _) in enumerate(batch):
-                    partition_of = partitioners.get(topic)
-                    if partition_of is None:
-                        partition_of = partitioners[topic] = await self._partitioner(
-                            producer, topic
-                        )
-                    groups.setdefault((topic, partition_of(key)), []).append(index)
-                for (topic, partition), indexes in groups.items():
-                    for builder, members in self._fill(producer, batch, indexes):
-                        future = await producer.send_batch(builder, topic, partition=partition)
-                        handed.append((future, members))
-        except (TimeoutError, KafkaError) as error:
-            log.warning("Kafka did not take request events: %s", type(error).__name__)
+            with kafka_errors("Kafka did not take request events"):
+                async with asyncio.timeout(self._timeout):
+                    partitioners: dict[str, Callable[[bytes | None], int]] = {}
+                    for index, (topic, key, _) in enumerate(batch):
+                        partition_of = partitioners.get(topic)
+                        if partition_of is None:
+                            partition_of = partitioners[topic] = await self._partitioner(
+                                producer, topic
+                            )
+                        groups.setdefault((topic, partition_of(key)), []).append(index)
+                    for (topic, partition), indexes in groups.items():
+                        for builder, members in self._fill(producer, batch, indexes):
+                            future = await producer.send_batch(builder, topic, partition=partition)
+                            handed.append((future, members))
+        except KafkaUnavailable as error:
+            log.warning("%s", error)
         results = await asyncio.gather(*(future for future, _ in handed), return_exceptions=True)
         acknowledged = set()
         for (_, members), result in zip(handed, results, strict=True):
@@ -298,9 +304,10 @@ class EventPublisher:
                 specs = [spec for spec in TOPICS if spec.name == REQUESTS]
                 await ensure_topics(self._settings, specs, timeout=self._timeout)
                 self._topic_ready = True
-            await asyncio.wait_for(producer.start(), self._timeout)
-        except (TimeoutError, KafkaError, KafkaUnavailable, OSError) as error:
-            log.warning("Kafka unreachable for request events (%s); spooling", type(error).__name__)
+            with kafka_errors("starting the request-event producer"):
+                await asyncio.wait_for(producer.start(), self._timeout)
+        except KafkaUnavailable as error:
+            log.warning("Kafka unreachable for request events (%s); spooling", error)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 1.0)
             self._next_drain = time.monotonic() + DRAIN_RETRY_S

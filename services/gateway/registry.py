@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from keywarden.compacted import TopicFollower, read_to_end
 from keywarden.settings import Settings
 from schemas.events.keys import (
     ProviderKeyRecord,
@@ -17,7 +18,6 @@ from schemas.events.keys import (
 from schemas.topics import KEYS_REGISTRY
 from services.gateway.auth import KeyIndex
 from services.gateway.compact import RecordInterner
-from services.gateway.follow import TopicFollower, read_to_end
 
 log = logging.getLogger(__name__)
 

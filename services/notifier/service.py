@@ -15,13 +15,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
-from keywarden.kafka import KafkaUnavailable, ensure_topics, make_consumer, make_producer
+from keywarden.kafka import (
+    KafkaUnavailable,
+    OffsetsNotCommitted,
+    ensure_topics,
+    kafka_errors,
+    make_consumer,
+    make_producer,
+)
 from keywarden.settings import Settings, get_settings
 from schemas.events.alert import AlertEvent
-from schemas.topics import TopicSpec
+from schemas.events.dead_letter import (
+    ALERT_DEAD_LETTER_SCHEMA,
+    AlertDeadLetter,
+    UndeliveredAlert,
+    UnreadableAlert,
+)
+from schemas.topics import ALERTS, ALERTS_DLQ, spec_of
 
 from .deliveries import ClickHouseDeliveryLog, DeliveryLog
 from .dispatcher import NOTIFIER_ID, Delivery, Dispatcher, DispatchPolicy
@@ -34,7 +46,7 @@ from .transport import ConsoleTransport, SlackTransport, WebApiTransport, Webhoo
 
 log = logging.getLogger(__name__)
 
-DLQ_SCHEMA = "alert.dead_letter.v1"
+DLQ_SCHEMA = ALERT_DEAD_LETTER_SCHEMA
 
 
 def build_transport(settings: Settings) -> SlackTransport:
@@ -101,33 +113,34 @@ class KafkaDeadLetters:
     async def publish(
         self, alert: AlertEvent, *, error: str, channel: str, http_status: int
     ) -> None:
-        await self._send(
-            str(alert.alert_id).encode(),
-            {
-                "alert": json.loads(alert.to_json_bytes()),
-                "error": error,
-                "http_status": http_status,
-                "channel": channel,
-            },
+        letter = UndeliveredAlert(
+            **_failure(),
+            alert=json.loads(alert.to_json_bytes()),
+            error=error,
+            http_status=http_status,
+            channel=channel,
         )
+        await self._send(str(alert.alert_id).encode(), letter)
 
     async def publish_invalid(self, raw: bytes | None, *, error: str, source: str) -> None:
         text = (raw or b"").decode("utf-8", errors="replace")
-        await self._send(None, {"payload": text[:100_000], "error": error, "source": source})
+        await self._send(
+            None, UnreadableAlert(**_failure(), payload=text[:100_000], error=error, source=source)
+        )
 
-    async def _send(self, key: bytes | None, body: dict[str, Any]) -> None:
+    async def _send(self, key: bytes | None, letter: AlertDeadLetter) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaDeadLetters used before start()")
-        body = {
-            "schema": DLQ_SCHEMA,
-            "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "notifier_id": NOTIFIER_ID,
-            **body,
-        }
-        try:
-            await self._producer.send_and_wait(self.topic, key=key, value=json.dumps(body).encode())
-        except KafkaError as error:
-            raise KafkaUnavailable(f"cannot publish to {self.topic}: {error!r}") from None
+        with kafka_errors(f"cannot publish to {self.topic}"):
+            await self._producer.send_and_wait(self.topic, key=key, value=letter.to_json_bytes())
+
+
+def _failure() -> dict[str, str]:
+    """The fields every alert dead letter starts with: when, and which notifier."""
+    return {
+        "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "notifier_id": NOTIFIER_ID,
+    }
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -188,7 +201,10 @@ class Notifier:
         try:
             await ensure_topics(
                 self.settings,
-                [TopicSpec(self.topic), TopicSpec(self.settings.notifier_dlq_topic)],
+                [
+                    spec_of(self.topic, like=ALERTS),
+                    spec_of(self.settings.notifier_dlq_topic, like=ALERTS_DLQ),
+                ],
             )
             parts: list[Any] = [self.store, self.dead_letters, self.delivery_log]
             for part in parts:
@@ -206,7 +222,8 @@ class Notifier:
                 heartbeat_interval_ms=self.settings.notifier_session_timeout_ms // 3,
             )
             consumer.subscribe([self.topic], listener=_Rebalance(self))
-            await consumer.start()
+            with kafka_errors(f"cannot consume {self.topic}"):
+                await consumer.start()
             self._consumer = consumer
             stack.push_async_callback(consumer.stop)
         except BaseException:
@@ -230,7 +247,7 @@ class Notifier:
         # 3. close the consumer, the store, the DLQ producer and flush the delivery rows.
         if self._dispatcher is not None:
             await self._dispatcher.stop()
-        with contextlib.suppress(KafkaError):
+        with contextlib.suppress(KafkaUnavailable):
             await self._commit()
         await stack.aclose()
         log.info("notifier stopped")
@@ -262,7 +279,8 @@ class Notifier:
                 consumer.pause(*assigned)
             else:
                 consumer.resume(*assigned)
-            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            with kafka_errors(f"cannot consume {self.topic}"):
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
             for partition, messages in batches.items():
                 for message in messages:
                     self._offsets.started(partition, message.offset)
@@ -297,9 +315,10 @@ class Notifier:
         if consumer is None or not offsets:
             return
         try:
-            await consumer.commit(offsets)  # type: ignore[arg-type]
-        except CommitFailedError as error:  # a rebalance took the partitions: redelivery dedups
-            log.warning("offset commit failed (%s); the new owner re-reads and skips", error)
+            with kafka_errors("offset commit failed"):
+                await consumer.commit(offsets)  # type: ignore[arg-type]
+        except OffsetsNotCommitted as error:  # a rebalance took the partitions: redelivery dedups
+            log.warning("%s; the new owner re-reads and skips", error)
 
 
 def _clickhouse_factory(url: str) -> Any:

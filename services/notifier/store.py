@@ -13,55 +13,28 @@ dead-lettered, so a redelivery does not dead-letter it twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
 
-from keywarden.kafka import KafkaUnavailable, ensure_topics, make_consumer, make_producer
+from keywarden.compacted import TopicReader
+from keywarden.kafka import KafkaUnavailable, ensure_topics, kafka_errors, make_producer
 from keywarden.settings import Settings
-from schemas.topics import TopicSpec
+from schemas.events.delivery import (
+    DEAD_LETTERED,
+    DELIVERED,
+    POSTING,
+    DeliveryRecord,
+    record_key,
+)
+from schemas.topics import ALERTS_DELIVERED, spec_of
 
 log = logging.getLogger(__name__)
-
-DELIVERED = "delivered"
-DEAD_LETTERED = "dead_lettered"
-POSTING = "posting"  # written before a post when the transport can read back (see dispatcher)
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """What happened to one alert state; `slack_channel`/`ts` locate the Slack message."""
-
-    alert_id: str
-    state: str
-    outcome: str  # delivered | dead_lettered | posting (an attempt began; see dispatcher)
-    channel: str  # the routed channel name
-    slack_channel: str = ""  # the channel id Slack answered with (needed by chat.update)
-    ts: str = ""
-    thread_ts: str = ""
-    recorded_at: str = ""
-
-    @property
-    def key(self) -> str:
-        return record_key(self.alert_id, self.state)
-
-    def to_json_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json_bytes(cls, raw: bytes) -> DeliveryRecord:
-        return cls(**json.loads(raw))
-
-
-def record_key(alert_id: uuid.UUID | str, state: str) -> str:
-    return f"{alert_id}:{state}"
 
 
 class DeliveredStore(Protocol):
@@ -110,8 +83,7 @@ class KafkaDeliveredStore:
         self.topic = topic or settings.notifier_delivered_topic
         self._records: dict[str, DeliveryRecord] = {}
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._partitions: list[TopicPartition] = []
+        self._reader: TopicReader | None = None
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -120,26 +92,17 @@ class KafkaDeliveredStore:
     async def start(self) -> None:
         if self._producer is not None:
             return
-        await ensure_topics(self._settings, [TopicSpec(self.topic, compacted=True)])
+        await ensure_topics(self._settings, [spec_of(self.topic, like=ALERTS_DELIVERED)])
         producer = make_producer(self._settings)
-        consumer = make_consumer(group_id=None, settings=self._settings)
+        reader = TopicReader(self.topic, self._settings, poll_ms=500)
         try:
-            await producer.start()
-            await consumer.start()
-            # The producer waits for the topic's metadata (it may have just been created).
-            partitions = [
-                TopicPartition(self.topic, p)
-                for p in sorted(await producer.partitions_for(self.topic))
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-        except KafkaError as error:
-            await _close_quietly(producer, consumer)
-            raise KafkaUnavailable(f"cannot open {self.topic}: {type(error).__name__}") from None
+            with kafka_errors(f"cannot open {self.topic}"):
+                await producer.start()
+            await reader.start(timeout=30.0)
         except BaseException:
-            await _close_quietly(producer, consumer)
+            await _close_quietly(producer, reader)
             raise
-        self._producer, self._consumer, self._partitions = producer, consumer, partitions
+        self._producer, self._reader = producer, reader
         try:
             await self.catch_up()
         except BaseException:
@@ -148,9 +111,9 @@ class KafkaDeliveredStore:
         log.info("delivered-alert store: %d records read from %s", len(self._records), self.topic)
 
     async def stop(self) -> None:
-        producer, consumer = self._producer, self._consumer
-        self._producer = self._consumer = None
-        await _close_quietly(producer, consumer)
+        producer, reader = self._producer, self._reader
+        self._producer = self._reader = None
+        await _close_quietly(producer, reader)
 
     async def __aenter__(self) -> KafkaDeliveredStore:
         await self.start()
@@ -164,19 +127,11 @@ class KafkaDeliveredStore:
 
     async def catch_up(self) -> None:
         """Read the topic up to its current end offsets."""
-        consumer = self._consumer
-        if consumer is None:
+        reader = self._reader
+        if reader is None:
             raise RuntimeError("KafkaDeliveredStore.catch_up() before start()")
         async with self._lock:
-            ends = await consumer.end_offsets(self._partitions)
-            while True:
-                behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
-                if not behind:
-                    break
-                batches = await consumer.getmany(*self._partitions, timeout_ms=500)
-                for messages in batches.values():
-                    for message in messages:
-                        self._apply(message.key, message.value)
+            await reader.read_to_end(self._apply)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -196,22 +151,22 @@ class KafkaDeliveredStore:
         if producer is None:
             raise RuntimeError("KafkaDeliveredStore.record() before start()")
         record = _stamped(record)
-        try:
+        with kafka_errors(f"cannot record delivery on {self.topic}"):
             await producer.send_and_wait(
                 self.topic, key=record.key.encode(), value=record.to_json_bytes()
             )
-        except KafkaError as error:
-            raise KafkaUnavailable(f"cannot record delivery on {self.topic}: {error!r}") from None
         self._records[record.key] = record
 
 
-async def _close_quietly(*clients: AIOKafkaProducer | AIOKafkaConsumer | None) -> None:
-    for client in clients:
-        if client is not None:
-            try:
-                await client.stop()
-            except KafkaError as error:  # stopping must not mask the error that got us here
-                log.warning("error while closing a Kafka client: %r", error)
+async def _close_quietly(producer: AIOKafkaProducer | None, reader: TopicReader | None) -> None:
+    if reader is not None:
+        await reader.stop()
+    if producer is not None:
+        try:
+            with kafka_errors("closing a Kafka producer"):
+                await producer.stop()
+        except KafkaUnavailable as error:  # stopping must not mask the error that got us here
+            log.warning("error while closing a Kafka client: %s", error)
 
 
 __all__ = [
