@@ -27,7 +27,6 @@ from services.notifier import Notifier
 from tests.faults.support import (
     distinct_ids,
     exact_totals,
-    new_database,
     stored_totals,
     via_port,
 )
@@ -53,7 +52,7 @@ async def clickhouse_outage(kafka_broker, warehouse, run_pipeline) -> None:  # t
               for key in keys]
 
     with TcpProxy("127.0.0.1", warehouse.port) as proxy:
-        direct = {"running": new_database(warehouse), "stopped": new_database(warehouse)}
+        direct = {name: warehouse.migrated_database("f") for name in ("running", "stopped")}
         proxied = {name: via_port(url, proxy.port) for name, url in direct.items()}
         env = {"KEYWARDEN_SINK_MAX_BATCH_ROWS": "100",
                "KEYWARDEN_PIPELINE_SESSION_TIMEOUT_SECONDS": "6"}

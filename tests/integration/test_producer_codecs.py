@@ -15,8 +15,8 @@ from keywarden.synthetic import DEFAULT_KEYS, SyntheticKey, synthetic_traffic
 from schemas import topics
 from schemas.topics import TopicSpec
 from tests.support.analytics import cost, query
-from tests.support.pipeline import wait_until
 from tests.support.producers import CODECS, as_records, librdkafka_publish
+from tests.support.waiting import wait_until
 
 PER_CODEC = 120
 
@@ -48,7 +48,7 @@ async def test_a_librdkafka_producer_s_events_are_stored_exactly_with_every_code
                      "WHERE wrapped_key_id IN {keys:Array(String)}", keys=everything)
         return int(rows[0][0]) == PER_CODEC * len(CODECS)
 
-    await asyncio.to_thread(wait_until, all_stored, 90, message="every codec's events stored")
+    await asyncio.to_thread(wait_until, all_stored, 90, what="every codec's events stored")
     for codec, events in sent.items():
         rows = query(
             warehouse_db,

@@ -8,29 +8,18 @@ import csv
 import io
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from keywarden.clickhouse import get_client
 from keywarden.report import Progress, add_report_commands
 from keywarden.settings import get_settings
-from schemas.clickhouse.migrations import migrate
 from tests.support.finops_seed import seed_finops
 
 
 @pytest.fixture(scope="module")
 def seeded_url(warehouse: object) -> str:
-    base = warehouse.url.rsplit("/", 1)[0]  # type: ignore[attr-defined]
-    url = f"{base}/reports_{uuid.uuid4().hex[:10]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-        seed_finops(client)
-    finally:
-        client.close()
-    return url
+    return str(warehouse.migrated_database("reports", seed=seed_finops))  # type: ignore[attr-defined]
 
 
 @pytest.fixture

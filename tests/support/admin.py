@@ -15,23 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from keywarden.clickhouse import get_client
 from keywarden.settings import Settings
-from schemas.clickhouse.migrations import migrate
 from services.admin.server import AdminServer
 from services.admin.service import bootstrap_owner
 
 
 @pytest.fixture(scope="session")
 def admin_database(warehouse: Any) -> str:
-    base = warehouse.url.rsplit("/", 1)[0]
-    url = f"{base}/admin_{uuid.uuid4().hex[:8]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-    finally:
-        client.close()
-    return url
+    return str(warehouse.migrated_database("admin"))
 
 
 @pytest.fixture(scope="session")
