@@ -16,7 +16,7 @@ from schemas import topics
 from schemas.topics import TopicSpec
 from tests.support.analytics import cost, query
 from tests.support.producers import CODECS, as_records, librdkafka_publish
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_until, wait_until_async
 
 PER_CODEC = 120
 
@@ -86,12 +86,16 @@ async def test_the_one_consumer_factory_every_service_uses_reads_each_codec(
                             [(b"k", value) for value in values], codec)
     consumer = make_consumer(topic, group_id=None, settings=settings)
     await consumer.start()
+    received: list[bytes] = []
+
+    async def read_more() -> list[bytes]:
+        batch = await consumer.getmany(timeout_ms=500)
+        received.extend(record.value for records in batch.values() for record in records)
+        return received
+
     try:
-        received: list[bytes] = []
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(received) < len(values) and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            received += [record.value for records in batch.values() for record in records]
+        await wait_until_async(read_more, 30, f"the {len(values)} {codec} records",
+                               done=lambda got: len(got) >= len(values), interval=0)
     finally:
         await consumer.stop()
     assert received == values

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import time
 from pathlib import Path
 
 import pytest
 
-from keywarden.kafka import make_consumer
 from keywarden.scan import add_scan_commands
 from keywarden.scan.revoke import SCAN_ACTOR, KeyAdminRevoker
 from keywarden.settings import Settings
-from schemas.events.audit import AuditEvent
-from schemas.topics import AUDIT
 from services.gateway.admin import KeyAdmin
-from tests.support.gateway import unique_scope
+from tests.support.gateway import audit_trail, unique_scope
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]
@@ -30,21 +25,6 @@ async def _create_key(settings: Settings) -> tuple[str, str]:
     async with KeyAdmin(settings, "test-admin") as admin:
         issued, record = await admin.create_key(unique_scope("leaked"))
     return issued.value, record.key_id
-
-
-async def _audits_of(settings: Settings, key_id: str, expected: int) -> list[AuditEvent]:
-    consumer = make_consumer(AUDIT, group_id=None, settings=settings)
-    await consumer.start()
-    audits: list[AuditEvent] = []
-    try:
-        deadline = time.monotonic() + 10
-        while len(audits) < expected and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                audits += [AuditEvent.model_validate_json(r.value) for r in records
-                           if json.loads(r.value)["entity_id"] == f"wk:{key_id}"]  # fmt: skip
-    finally:
-        await consumer.stop()
-    return audits
 
 
 def scan(argv: list[str], settings: Settings) -> int:
@@ -68,7 +48,7 @@ def test_scan_revoke_revokes_a_leaked_wrapped_key_and_audits_it_as_keywarden_sca
 
     assert f"-> revoked {key_id} (" in first.out
     assert f"-> {key_id} (" in second.out and "was already revoked" in second.out
-    audits = run(_audits_of(gateway_settings, key_id, expected=2))
+    audits = run(audit_trail(gateway_settings, key_id, expected=2))
     assert [a.action.value for a in audits] == ["key_created", "key_revoked"]
     revoked = audits[-1]
     assert revoked.actor == SCAN_ACTOR

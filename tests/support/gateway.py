@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,10 +19,12 @@ import pytest
 
 from keywarden.kafka import make_consumer
 from keywarden.settings import Settings, load_settings
+from schemas.events.audit import AuditEvent
 from schemas.events.request import RequestEvent
-from schemas.topics import REQUESTS
+from schemas.topics import AUDIT, REQUESTS
 from services.gateway.admin import KeyAdmin
 from services.gateway.server import GatewayServer
+from tests.support.waiting import wait_until_async
 
 PROVIDER_SECRETS = {
     "openai": "sk-test-openai-1",
@@ -111,11 +114,29 @@ def unique_scope(prefix: str) -> str:
 
 async def wait_for_key(server: GatewayServer, key_id: str, timeout: float = 5.0) -> None:
     """Until the gateway's registry has the key's latest state (the admin just published it)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while key_id not in server.gateway.registry.wrapped_keys:
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"gateway did not see key {key_id}")
-        await asyncio.sleep(0.02)
+    await wait_until_async(lambda: key_id in server.gateway.registry.wrapped_keys, timeout,
+                           f"the gateway's registry to hold key {key_id}", interval=0.02)
+
+
+async def audit_trail(settings: Settings, key_id: str, expected: int,
+                      timeout: float = 10.0) -> list[AuditEvent]:
+    """The audit events of wrapped key `key_id` on audit.v1, read from the beginning until
+    `expected` have arrived."""
+    consumer = make_consumer(AUDIT, group_id=None, settings=settings)
+    await consumer.start()
+    audits: list[AuditEvent] = []
+
+    async def read_more() -> list[AuditEvent]:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            audits.extend(AuditEvent.model_validate_json(r.value) for r in records
+                          if json.loads(r.value)["entity_id"] == f"wk:{key_id}")
+        return audits
+
+    try:
+        return await wait_until_async(read_more, timeout, f"{expected} audit events of {key_id}",
+                                      done=lambda seen: len(seen) >= expected, interval=0)
+    finally:
+        await consumer.stop()
 
 
 async def collect_request_events(
