@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from deploy.local.kafka import LocalKafka, run_blocking
-from keywarden.settings import get_settings
+from keywarden.kafka import make_consumer
+from keywarden.settings import Settings, get_settings
 
 TEST_BROKER_NAME = "test"
 
@@ -44,6 +46,23 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             probe.bind((host, 0))
             ports.append(probe.getsockname()[1])
     return ports
+
+
+async def committed_to_end(settings: Settings, group_id: str, topic: str) -> bool:
+    """Whether consumer group `group_id` has committed the end of every partition of `topic`:
+    a consumer that commits what it has finished has finished everything on it."""
+    consumer = make_consumer(group_id=group_id, settings=settings)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic, for partitions_for_topic
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(partitions)
+        return bool(partitions) and all(
+            (await consumer.committed(partition) or 0) >= ends[partition]
+            for partition in partitions
+        )
+    finally:
+        await consumer.stop()
 
 
 def start_test_broker(
