@@ -18,7 +18,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from deploy.local.kafka import LocalKafka, run_blocking
-from keywarden.kafka import make_consumer
+from keywarden.kafka import make_admin, make_consumer
 from keywarden.settings import Settings, get_settings
 
 TEST_BROKER_NAME = "test"
@@ -51,18 +51,22 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 async def committed_to_end(settings: Settings, group_id: str, topic: str) -> bool:
     """Whether consumer group `group_id` has committed the end of every partition of `topic`:
     a consumer that commits what it has finished has finished everything on it."""
-    consumer = make_consumer(group_id=group_id, settings=settings)
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+        committed = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = make_consumer(group_id=None, settings=settings)
     await consumer.start()
     try:
-        await consumer.topics()  # metadata of every topic, for partitions_for_topic
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = await consumer.end_offsets(partitions)
-        return bool(partitions) and all(
-            (await consumer.committed(partition) or 0) >= ends[partition]
-            for partition in partitions
-        )
     finally:
         await consumer.stop()
+    return bool(partitions) and all(
+        (committed[p].offset if p in committed else 0) >= ends[p] for p in partitions)
 
 
 def start_test_broker(
