@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +88,7 @@ class _Needles:
     secrets; a search per secret took minutes over the session's files)."""
 
     def __init__(self, needles: set[bytes]) -> None:
-        # The audit searches NUL-padded files with the padding cut and the log lines joined by
+        # The audit searches files with their NUL padding cut and the log lines joined by
         # newlines: both exact only because no needle holds either byte.
         assert not any(b"\0" in n or b"\n" in n for n in needles), "a secret holds NUL or newline"
         self.automaton = ahocorasick.Automaton()
@@ -159,12 +160,25 @@ def _clickhouse_contents(warehouse: Any) -> dict[str, bytes]:
 _NUL_RUN = re.compile(rb"\0{64,}")
 
 
-def _without_padding(blob: bytes) -> bytes:
-    """`blob` with each run of 64 or more NUL bytes cut to one NUL. A running broker preallocates
-    10 MB of zeros per index file (two per topic partition): most of the bytes under the session's
-    temp folder, and nearly all of the audit's time when searched. No needle holds a NUL, so no
-    match is lost or made."""
-    return _NUL_RUN.sub(b"\0", blob)
+def _read_without_padding(path: Path) -> bytes:
+    """The file's bytes with each run of 64 or more NULs cut to one NUL. A running broker
+    preallocates 10 MB of zeros per index file (two per topic partition): nearly all the bytes
+    under the session's temp folder. Those are holes in a sparse file, so only the data between
+    them is read (where the filesystem can tell; else every byte is read and the runs cut). No
+    needle holds a NUL, so no match is lost or made."""
+    parts = []
+    with path.open("rb") as file:
+        fd, offset = file.fileno(), 0
+        size = os.fstat(fd).st_size
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: nothing but a hole after `offset`
+                break
+            offset = os.lseek(fd, start, os.SEEK_HOLE)
+            file.seek(start)
+            parts.append(file.read(offset - start))
+    return _NUL_RUN.sub(b"\0", b"\0".join(parts))
 
 
 def _files(root: Path, planted: set[str]) -> Iterator[tuple[Path, bytes]]:
@@ -177,7 +191,7 @@ def _files(root: Path, planted: set[str]) -> Iterator[tuple[Path, bytes]]:
             continue
         if path.is_file() and path.stat().st_size <= MAX_FILE_BYTES:
             try:
-                yield path, _without_padding(path.read_bytes())
+                yield path, _read_without_padding(path)
             except OSError:
                 continue
 
