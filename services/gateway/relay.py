@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any
 from services.gateway.errors import UpstreamError
 from services.gateway.forward import UpstreamResponse
 from services.gateway.providers import StreamParser
+
+log = logging.getLogger(__name__)
 
 
 class StreamEnd(StrEnum):
@@ -74,8 +77,12 @@ class StreamRelay:
             end = StreamEnd.CLIENT_GONE
         except UpstreamError:
             end = StreamEnd.UPSTREAM_FAILED
-        except Exception:
-            end = StreamEnd.CLIENT_GONE  # the client's side failed (as a failed send)
+        except Exception as error:
+            # Most often the client's side failed (a failed send); anything else is a bug that
+            # must not pass silently. The type only: the exception's text may quote the stream.
+            log.warning("stream relay stopped by %s; counted as the client gone",
+                        type(error).__qualname__)
+            end = StreamEnd.CLIENT_GONE
         finally:
             state["relaying"] = False
             watch.cancel()

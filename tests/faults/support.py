@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from keywarden.clickhouse import get_client
-from schemas.clickhouse.migrations import migrate
 from schemas.events.request import RequestEvent
 from tests.support.analytics import cost, query
-
-
-def new_database(warehouse: Any) -> str:
-    """A fresh migrated database on the session warehouse; returns its direct URL."""
-    url = f"{warehouse.url.rsplit('/', 1)[0]}/f_{uuid.uuid4().hex[:12]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-    finally:
-        client.close()
-    return url
 
 
 def via_port(url: str, port: int) -> str:

@@ -27,11 +27,11 @@ from services.notifier import Notifier
 from tests.faults.support import (
     distinct_ids,
     exact_totals,
-    new_database,
     stored_totals,
     via_port,
 )
 from tests.support.analytics import Key, unique, wait_for
+from tests.support.kafka import committed_to_end
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ async def clickhouse_outage(kafka_broker, warehouse, run_pipeline) -> None:  # t
               for key in keys]
 
     with TcpProxy("127.0.0.1", warehouse.port) as proxy:
-        direct = {"running": new_database(warehouse), "stopped": new_database(warehouse)}
+        direct = {name: warehouse.migrated_database("f") for name in ("running", "stopped")}
         proxied = {name: via_port(url, proxy.port) for name, url in direct.items()}
         env = {"KEYWARDEN_SINK_MAX_BATCH_ROWS": "100",
                "KEYWARDEN_PIPELINE_SESSION_TIMEOUT_SECONDS": "6"}
@@ -77,6 +77,7 @@ async def clickhouse_outage(kafka_broker, warehouse, run_pipeline) -> None:  # t
         # A graceful stop while the batch cannot be stored: what it acknowledged must be stored.
         await asyncio.to_thread(stopped.stop)
         assert (await distinct_ids(direct["running"], names))[0] == len(before)
+        # On purpose: the outage lasts CLICKHOUSE_DOWN_S, whatever happened meanwhile.
         await asyncio.sleep(max(0.0, CLICKHOUSE_DOWN_S - (asyncio.get_running_loop().time()
                                                          - closed_at)))
         proxy.open()
@@ -140,12 +141,15 @@ async def slack_outage(kafka_broker, fake_slack, warehouse_db) -> None:  # type:
             down_at = asyncio.get_running_loop().time()
             await publish(alerts[4:])
             await publish(alerts[:2])  # redelivered alerts while down: still posted once
-            await asyncio.sleep(SLACK_DOWN_S)
+            await asyncio.sleep(SLACK_DOWN_S)  # on purpose: the outage has a length
             assert set(posted()) == {str(a.alert_id) for a in alerts[:4]}, "posted while down"
             fake_slack.come_back()
             await wait_for(lambda: _async(len(posted()) == len(alerts)), 60,
                            "every alert posted after Slack came back")
-            await asyncio.sleep(3)  # anything posted twice would show up by now
+            # Every alert handled (committed): anything posted twice has been posted by now.
+            await wait_for(lambda: committed_to_end(settings, settings.notifier_group_id,
+                                                    settings.notifier_alerts_topic),
+                           15, "every alert handled")
             assert not any(notifier.backlog.values())
     finally:
         await producer.stop()

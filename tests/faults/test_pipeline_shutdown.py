@@ -14,7 +14,7 @@ import pytest
 from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
 from keywarden.synthetic import DEFAULT_KEYS, SyntheticKey, produce, synthetic_traffic
-from tests.faults.support import new_database, via_port
+from tests.faults.support import via_port
 from tests.support.analytics import wait_for
 from tests.support.tcp_proxy import TcpProxy
 
@@ -31,7 +31,7 @@ async def test_sigterm_stops_the_worker_within_its_timeout_with_kafka_and_clickh
     key = SyntheticKey(**{**DEFAULT_KEYS[0].__dict__,
                           "wrapped_key_id": f"wk_sigterm_{uuid.uuid4().hex[:8]}"})
     with TcpProxy("127.0.0.1", warehouse.port) as proxy:
-        worker = run_pipeline(via_port(new_database(warehouse), proxy.port),
+        worker = run_pipeline(via_port(warehouse.migrated_database("f"), proxy.port),
                               KEYWARDEN_PIPELINE_SHUTDOWN_TIMEOUT_SECONDS=str(SHUTDOWN_TIMEOUT_S))
 
         async def ready() -> bool:

@@ -14,6 +14,7 @@ import pytest
 from services.gateway.auth import hash_wrapped_key
 from services.gateway.errors import AuthError
 from tests.support.gateway import unique_scope, wait_for_key
+from tests.support.waiting import wait_until_async
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -62,11 +63,9 @@ async def test_revoked_key_is_refused_at_once(gateway, key_admin, live_key) -> N
     await key_admin.revoke(record.key_id, reason="hostile test")
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10, headers={
             "authorization": f"Bearer {issued.value}"}) as client:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            response = await client.post(CHAT, json=BODY)
-            if response.status_code == 401:
-                break
+        response = await wait_until_async(
+            lambda: client.post(CHAT, json=BODY), 5, "the revoked key to be refused",
+            done=lambda answer: answer.status_code == 401, interval=0)
         _refused_with_json(response, issued.value)
         assert "revoked" in response.json()["error"]["message"]
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from keywarden.settings import Settings
 from schemas.events.alert import AlertEvent, AlertKind, AlertState
 from schemas.events.request import KeyTags
 from services.fakes.slack import FakeSlack, SlackCall
+from tests.support.kafka import committed_to_end
 
 
 def make_alert(
@@ -41,12 +40,12 @@ def make_alert(
     )
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+async def alerts_all_handled(settings: Settings) -> bool:
+    """Whether the notifier's group has committed the end of its alerts topic. An offset is
+    committed once its alert is posted, skipped or dead-lettered, so from then on that notifier
+    posts nothing more: what a test waits for before counting duplicates."""
+    return await committed_to_end(settings, settings.notifier_group_id,
+                                  settings.notifier_alerts_topic)
 
 
 def posted_alert_ids(slack: FakeSlack, state: str = "open") -> list[str]:

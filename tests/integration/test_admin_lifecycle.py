@@ -4,20 +4,17 @@ credential behind each change, and the refusals."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 from tests.support.gateway import unique_scope
+from tests.support.waiting import wait_until_async
 
 
 async def _trail(client, key_id: str, expected: int, timeout: float = 15.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = await client.ok("GET", f"/v1/keys/{key_id}/audit")
-        if len(rows) >= expected or time.monotonic() > deadline:
-            return rows
-        await asyncio.sleep(0.2)
+    return await wait_until_async(
+        lambda: client.ok("GET", f"/v1/keys/{key_id}/audit"), timeout,
+        f"{expected} rows in the audit trail of {key_id}",
+        done=lambda rows: len(rows) >= expected, interval=0.2)
 
 
 async def test_audit_trail_of_a_full_lifecycle_names_who_did_what_when(

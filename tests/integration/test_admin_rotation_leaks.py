@@ -16,6 +16,7 @@ from schemas.events.request import Outcome, RejectionReason
 from schemas.topics import ALERTS
 from services.admin.expiry import expiring_keys
 from tests.support.gateway import collect_request_events, unique_scope
+from tests.support.waiting import wait_until_async
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -26,28 +27,25 @@ async def _chat(gateway, secret: str) -> httpx.Response:
         return await client.post(CHAT, json=BODY, headers={"authorization": f"Bearer {secret}"})
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def _alerts(settings, kind: AlertKind, key_ids: set[str], timeout: float = 10.0):
     consumer = make_consumer(ALERTS, group_id=None, settings=settings, fetch_max_wait_ms=100)
     await consumer.start()
     found: list[AlertEvent] = []
+
+    async def read_more() -> list[AlertEvent]:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            for record in records:
+                alert = AlertEvent.model_validate_json(record.value)
+                if alert.kind is kind and alert.wrapped_key_id in key_ids:
+                    found.append(alert)
+        return found
+
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and {a.wrapped_key_id for a in found} < key_ids:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    alert = AlertEvent.model_validate_json(record.value)
-                    if alert.kind is kind and alert.wrapped_key_id in key_ids:
-                        found.append(alert)
+        return await wait_until_async(
+            read_more, timeout, f"{kind.value} alerts for {sorted(key_ids)}",
+            done=lambda seen: {a.wrapped_key_id for a in seen} >= key_ids, interval=0)
     finally:
         await consumer.stop()
-    return found
 
 
 async def test_rotation_keeps_old_secret_for_the_grace_period_and_one_key_id(
@@ -57,16 +55,18 @@ async def test_rotation_keeps_old_secret_for_the_grace_period_and_one_key_id(
     created = await owner.ok("POST", "/v1/keys", {"scope": unique_scope("rot")})
     key_id, old_secret = created["key"]["key_id"], created["secret"]
     registry = gateway.gateway.registry
-    await _until(lambda: key_id in registry.wrapped_keys)
+    await wait_until_async(lambda: key_id in registry.wrapped_keys, 5, "the key at the gateway")
     assert (await _chat(gateway, old_secret)).status_code == 200
 
     rotated = await owner.ok("POST", f"/v1/keys/{key_id}/rotate", {"grace_seconds": 2})
     new_secret = rotated["secret"]
     assert rotated["key"]["key_id"] == key_id and new_secret != old_secret
-    await _until(lambda: registry.wrapped_keys[key_id].rotated_at is not None)
+    await wait_until_async(lambda: registry.wrapped_keys[key_id].rotated_at is not None, 5,
+                           "the rotation at the gateway")
     assert (await _chat(gateway, new_secret)).status_code == 200
     assert (await _chat(gateway, old_secret)).status_code == 200  # in grace
     grace_until = datetime.fromisoformat(rotated["key"]["grace_secrets"][0]["valid_until"])
+    # A sleep on purpose: the grace period has a length, and what is proved is its end.
     await asyncio.sleep(max(0.0, (grace_until - datetime.now(UTC)).total_seconds()) + 0.1)
     refused = await _chat(gateway, old_secret)
     assert refused.status_code == 401 and "grace period is over" in refused.text
@@ -93,7 +93,8 @@ async def test_expired_key_is_refused_and_expiry_is_alerted_before(
     far = await owner.ok("POST", "/v1/keys", {"scope": unique_scope("exp"), "rotation_days": 30})
     ids = {k["key"]["key_id"] for k in (short, later, far)}
     service = admin_server.service
-    await _until(lambda: ids <= set(service.keys.registry.wrapped_keys))
+    await wait_until_async(lambda: ids <= set(service.keys.registry.wrapped_keys), 5,
+                           "the three keys in the admin's registry")
 
     published = await service.expiry.check_once()
     warned = {a.wrapped_key_id for a in published}
@@ -108,7 +109,9 @@ async def test_expired_key_is_refused_and_expiry_is_alerted_before(
     assert later_alert.alert_id in {a.alert_id for a in again}
     assert await service.expiry.check_once() == []  # already published by this process
 
-    await _until(lambda: short["key"]["key_id"] in gateway.gateway.registry.wrapped_keys)
+    await wait_until_async(lambda: short["key"]["key_id"] in gateway.gateway.registry.wrapped_keys,
+                           5, "the short-lived key at the gateway")
+    # A sleep on purpose: what is proved is the refusal once the expiry time has passed.
     await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.1)
     response = await _chat(gateway, short["secret"])
     assert response.status_code == 401 and "expired" in response.text
@@ -143,11 +146,9 @@ async def test_leak_report_revokes_known_keys_alerts_and_reveals_nothing(
     assert len(alerts) == 1 and alerts[0].details["url"] == url
     assert leaked["secret"] not in alerts[0].model_dump_json()
 
-    rows: list = []
-    deadline = time.monotonic() + 15
-    while not any(r["action"] == "key_revoked" for r in rows) and time.monotonic() < deadline:
-        rows = await owner.ok("GET", f"/v1/keys/{key_id}/audit")
-        await asyncio.sleep(0.2)
+    rows = await wait_until_async(
+        lambda: owner.ok("GET", f"/v1/keys/{key_id}/audit"), 15, "key_revoked in the audit trail",
+        done=lambda trail: any(r["action"] == "key_revoked" for r in trail), interval=0.2)
     revoked = next(r for r in rows if r["action"] == "key_revoked")
     assert revoked["actor"] == "leak-report"
     assert revoked["details"]["reporter"] == "github-secret-scanning"

@@ -16,8 +16,9 @@ from schemas.topics import TopicSpec
 from services.fakes.slack import DEFAULT_TOKEN, FakeSlack
 from services.notifier import Notifier
 from tests.support.producers import librdkafka_publish
+from tests.support.waiting import wait_until_async
 
-from .notifier_support import make_alert, posted_alert_ids, wait_until
+from .notifier_support import make_alert, posted_alert_ids
 
 pytestmark = pytest.mark.slow
 
@@ -44,5 +45,5 @@ async def test_the_notifier_delivers_alerts_published_with_every_compression_cod
             [(a.wrapped_key_id.encode(), a.to_json_bytes()) for a in alerts], codec)
     expected = sorted(str(a.alert_id) for a in sent)
     async with Notifier(settings):
-        await wait_until(lambda: sorted(set(posted_alert_ids(fake_slack)) & set(expected))
-                         == expected, timeout=60, what="every compressed alert posted")
+        await wait_until_async(lambda: sorted(set(posted_alert_ids(fake_slack)) & set(expected))
+                               == expected, timeout=60, what="every compressed alert posted")

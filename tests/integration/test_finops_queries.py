@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,7 +19,6 @@ from keywarden.queries import (
     query_frame,
     run_query,
 )
-from schemas.clickhouse.migrations import migrate
 from tests.support.finops_seed import seed_finops
 
 NOVEMBER = {"from_date": date(2026, 11, 1), "to_date": date(2026, 12, 1)}
@@ -31,15 +29,7 @@ D = Decimal
 @pytest.fixture(scope="module")
 def seeded_url(warehouse: object) -> str:
     """One migrated, seeded database for the module (the rows are only read)."""
-    base = warehouse.url.rsplit("/", 1)[0]  # type: ignore[attr-defined]
-    url = f"{base}/finops_{uuid.uuid4().hex[:10]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-        seed_finops(client)
-    finally:
-        client.close()
-    return url
+    return str(warehouse.migrated_database("finops", seed=seed_finops))  # type: ignore[attr-defined]
 
 
 @pytest.fixture

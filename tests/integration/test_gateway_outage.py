@@ -3,12 +3,11 @@ exactly once, in order, when the broker is back."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from services.gateway.server import GatewayServer
 from tests.support.gateway import collect_request_events, unique_scope, wait_for_key
+from tests.support.waiting import wait_until_async
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -36,11 +35,10 @@ async def test_events_spooled_while_kafka_is_down_arrive_once(
                     for _ in range(SENT_DURING_OUTAGE)
                 ]
                 assert statuses == [200] * SENT_DURING_OUTAGE
-                for _ in range(100):  # the first failed send takes up to the publish timeout
-                    if server.gateway.spool.backlog >= SENT_DURING_OUTAGE:
-                        break
-                    await asyncio.sleep(0.1)
-                assert server.gateway.spool.backlog >= SENT_DURING_OUTAGE
+                # The first failed send takes up to the publish timeout.
+                await wait_until_async(lambda: server.gateway.spool.backlog, 10,
+                                       f"{SENT_DURING_OUTAGE} events spooled",
+                                       done=lambda backlog: backlog >= SENT_DURING_OUTAGE)
             finally:
                 await kafka_broker.kafka.start()
         assert await server.gateway.publisher.wait_idle(30)

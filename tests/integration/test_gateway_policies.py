@@ -21,6 +21,7 @@ from schemas.topics import SPEND, TOPICS
 from services.gateway.budget import BudgetLedger
 from services.gateway.server import GatewayServer
 from tests.support.gateway import collect_request_events, unique_scope, wait_for_key
+from tests.support.waiting import wait_until_async
 
 CHAT = "/v1/chat/completions"
 
@@ -104,11 +105,8 @@ async def test_budget_cap_holds_under_50_concurrent_requests(gateway, key_admin,
     worst, spent = nearly_spent(cap)
     assert worst == ledger.worst_case("openai", "gpt-4o-mini", 1, 20, datetime.now(UTC))
     await publish_spend(gateway_settings, key_id, spent)
-    for _ in range(100):
-        if key_id in ledger.records:
-            break
-        await asyncio.sleep(0.05)
-    assert key_id in ledger.records
+    await wait_until_async(lambda: key_id in ledger.records, 5, "the spend record in the ledger",
+                           interval=0.05)
     await fifty_concurrent_requests_stay_under_the_cap(
         gateway.base_url, value, key_id, cap, spent, gateway_settings
     )

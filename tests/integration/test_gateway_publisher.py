@@ -11,6 +11,7 @@ from schemas.topics import REQUESTS
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.publisher import EventPublisher
 from services.gateway.spool import Spool
+from tests.support.waiting import wait_until_async
 
 KEYS = [f"wk_partition_probe_{n:03d}" for n in range(24)]
 PER_KEY = 5
@@ -43,16 +44,21 @@ async def test_request_events_land_on_the_partition_send_would_choose(gateway_se
     consumer = make_consumer(REQUESTS, group_id=None, settings=settings, fetch_max_wait_ms=100)
     await consumer.start()
     found: dict[str, list[tuple[int, bytes]]] = {key: [] for key in KEYS}
-    try:
-        for _ in range(100):
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    key = (record.key or b"").decode(errors="replace")
-                    if key in found and record.value != b"{}":
-                        found[key].append((record.partition, record.value))
-            if sum(map(len, found.values())) >= len(KEYS) * PER_KEY and not batches:
-                break
+
+    async def read_more() -> tuple[int, bool]:
+        """(records found so far, whether this read came back empty)."""
+        batches = await consumer.getmany(timeout_ms=200)
+        for records in batches.values():
+            for record in records:
+                key = (record.key or b"").decode(errors="replace")
+                if key in found and record.value != b"{}":
+                    found[key].append((record.partition, record.value))
+        return sum(map(len, found.values())), not batches
+
+    try:  # every record, then one empty read: a duplicate would have come with them
+        await wait_until_async(read_more, 20, f"{len(KEYS) * PER_KEY} records, then quiet",
+                               done=lambda read: read[0] >= len(KEYS) * PER_KEY and read[1],
+                               interval=0)
     finally:
         await consumer.stop()
     for key in KEYS:

@@ -4,7 +4,6 @@ serve past a cap)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from tests.integration.test_gateway_policies import (
     publish_spend,
 )
 from tests.support.gateway import unique_scope
+from tests.support.waiting import wait_until_async
 
 WORKERS = 2
 
@@ -29,20 +29,20 @@ async def wait_for_every_worker(base_url: str, workers: int, timeout: float = 60
     """Until `workers` distinct gateway ids answered /readyz ready with their spend records
     loaded (a fresh connection each time: the kernel picks the worker per connection)."""
     seen: set[str] = set()
-    deadline = asyncio.get_running_loop().time() + timeout
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=2) as client:
-        while len(seen) < workers:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"only {sorted(seen)} of {workers} workers became ready")
+
+        async def ask_one() -> set[str]:
             try:
                 answer = (await client.get("/readyz")).json()
                 if answer.get("ready") and answer.get("spend_loaded"):
                     seen.add(answer["gateway_id"])
             except (httpx.HTTPError, ValueError):
                 pass
-            await asyncio.sleep(0.05)
-    return seen
+            return seen
+
+        return await wait_until_async(ask_one, timeout, f"{workers} workers ready",
+                                      done=lambda ready: len(ready) >= workers, interval=0.05)
 
 
 async def test_budget_cap_holds_across_two_worker_processes(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import faust
 import pytest
@@ -18,6 +19,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
 from tests.support.kafka import TestKafkaBroker
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -154,14 +156,14 @@ async def test_admin_client_creates_compacted_topic_and_reads_its_config(
     topic = await new_topic("spend", partitions=3, configs={"cleanup.policy": "compact"})
 
     # Creation returns before every partition's metadata has propagated: ask until it has.
-    for _ in range(50):
+    async def described() -> dict[str, Any]:
         (description,) = await admin.describe_topics([topic])
-        if len(description["partitions"]) == 3:
-            break
-        await asyncio.sleep(0.1)
+        return description  # type: ignore[no-any-return]
+
+    await wait_until_async(described, 5, f"{topic} with 3 partitions",
+                           done=lambda description: len(description["partitions"]) == 3)
     configs = await topic_config(admin, topic)
 
-    assert len(description["partitions"]) == 3
     assert configs["cleanup.policy"] == "compact"
     assert topic in await admin.list_topics()
 
@@ -216,22 +218,21 @@ async def test_faust_app_creates_topics_consumes_and_commits(
     try:
         # Joining the group takes faust a few seconds on a quiet machine and more under load:
         # a bound on the wait, not a timing assertion.
-        async with asyncio.timeout(3 * TIMEOUT):
-            while TopicPartition(source_name, 0) not in app.consumer.assignment():
-                await asyncio.sleep(0.1)
+        await wait_until_async(lambda: TopicPartition(source_name, 0) in app.consumer.assignment(),
+                               3 * TIMEOUT, f"{source_name} assigned to the agent")
 
         sent = [f"usage-{i}".encode() for i in range(4)]
         await produce(kafka_broker.bootstrap, source_name, [(b"key-1", v) for v in sent])
         async with asyncio.timeout(TIMEOUT):
             got = [await received.get() for _ in sent]
 
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                offsets = await admin.list_consumer_group_offsets(app_id)
-                committed = offsets.get(TopicPartition(source_name, 0))
-                if committed is not None and committed.offset == len(sent):
-                    break
-                await asyncio.sleep(0.2)
+        async def committed_offset() -> int | None:
+            offsets = await admin.list_consumer_group_offsets(app_id)
+            committed = offsets.get(TopicPartition(source_name, 0))
+            return None if committed is None else committed.offset
+
+        await wait_until_async(committed_offset, TIMEOUT, f"{app_id}'s commit of every record",
+                               done=lambda offset: offset == len(sent), interval=0.2)
         counted = events_per_key[b"key-1"]
     finally:
         await app.stop()

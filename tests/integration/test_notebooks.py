@@ -4,16 +4,13 @@ charts and tables."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from keywarden.clickhouse import get_client
 from keywarden.settings import PROJECT_ROOT
-from schemas.clickhouse.migrations import migrate
 from tests.support.demo_seed import SPIKE_KEY, seed_demo
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -21,15 +18,7 @@ NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
 @pytest.fixture(scope="module")
 def demo_url(warehouse: object) -> str:
-    base = warehouse.url.rsplit("/", 1)[0]  # type: ignore[attr-defined]
-    url = f"{base}/notebooks_{uuid.uuid4().hex[:10]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-        seed_demo(client)
-    finally:
-        client.close()
-    return url
+    return str(warehouse.migrated_database("notebooks", seed=seed_demo))  # type: ignore[attr-defined]
 
 
 def execute(path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:

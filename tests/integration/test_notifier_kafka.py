@@ -25,8 +25,9 @@ from schemas.topics import TopicSpec
 from services.fakes.slack import DEFAULT_TOKEN, FakeSlack
 from services.notifier import Notifier
 from services.notifier.deliveries import ClickHouseDeliveryLog, DeliveryAttempt
+from tests.support.waiting import wait_until_async
 
-from .notifier_support import make_alert, posted_alert_ids, wait_until
+from .notifier_support import alerts_all_handled, make_alert, posted_alert_ids
 
 pytestmark = pytest.mark.slow
 
@@ -126,11 +127,11 @@ async def test_alerts_reach_slack_once_and_every_attempt_lands_in_clickhouse(
     resolved = opened[0].model_copy(update={"state": AlertState.RESOLVED})
     await produce(notifier_settings, [*opened, resolved])
     async with Notifier(notifier_settings) as notifier:
-        await wait_until(lambda: len(fake_slack.posts()) == 7, what="7 posts")
+        await wait_until_async(lambda: len(fake_slack.posts()) == 7, 15, "7 posts")
         # Kafka redelivers (or the pipeline re-emits) the same alerts: nothing is posted again.
         await produce(notifier_settings, [*opened[:3], resolved])
-        await wait_until(lambda: notifier.consumed == 11, what="redeliveries consumed")
-        await wait_until(lambda: not any(notifier.backlog.values()), what="backlog drained")
+        await wait_until_async(lambda: notifier.consumed == 11, 15, "redeliveries consumed")
+        await wait_until_async(lambda: not any(notifier.backlog.values()), 15, "backlog drained")
     assert sorted(posted_alert_ids(fake_slack)) == sorted(str(a.alert_id) for a in opened)
     assert len(fake_slack.posts("#team-a-alerts")) == 3  # two opens and the resolution
     reply = next(c for c in fake_slack.posts() if c.thread_ts)
@@ -138,9 +139,9 @@ async def test_alerts_reach_slack_once_and_every_attempt_lands_in_clickhouse(
     assert parent.metadata["event_payload"]["alert_id"] == str(opened[0].alert_id)
 
     url = notifier_settings.clickhouse_url
-    await wait_until(
+    await wait_until_async(
         lambda: len(rows(url, "SELECT * FROM alert_deliveries FINAL")) == 11,
-        what="11 delivery rows",
+        timeout=15, what="11 delivery rows",
     )
     outcomes = dict(
         rows(url, "SELECT outcome, count() FROM alert_deliveries FINAL GROUP BY outcome")
@@ -162,15 +163,17 @@ async def test_cancelled_mid_stream_then_restarted_posts_each_alert_once(
     alerts = [make_alert(i, team=("team-a", "team-b", "zeta")[i % 3]) for i in range(45)]
     await produce(notifier_settings, alerts)
     first = asyncio.create_task(Notifier(notifier_settings).run_forever())
-    await wait_until(lambda: len(fake_slack.posts()) >= 12, what="some posts")
+    await wait_until_async(lambda: len(fake_slack.posts()) >= 12, 15, "some posts")
     first.cancel()  # killed mid-stream: in-flight posts finish recording, the rest is left
     with contextlib.suppress(asyncio.CancelledError):
         await first
     posted_before_restart = len(fake_slack.posts())
     assert posted_before_restart < len(alerts)
     async with Notifier(notifier_settings):
-        await wait_until(lambda: len(fake_slack.posts()) >= len(alerts), timeout=30, what="all")
-        await asyncio.sleep(0.5)  # give a duplicate the chance to show up
+        await wait_until_async(lambda: len(fake_slack.posts()) >= len(alerts), 30, "all")
+        # Every alert handled: a duplicate, if any, is posted by now.
+        await wait_until_async(lambda: alerts_all_handled(notifier_settings), 15,
+                               "every alert handled", interval=0.2)
     counts = Counter(posted_alert_ids(fake_slack))
     assert set(counts) == {str(a.alert_id) for a in alerts}
     assert max(counts.values()) == 1
@@ -197,7 +200,7 @@ async def test_sigkilled_process_mid_stream_then_restarted_posts_each_alert_once
             cwd=Path(__file__).resolve().parents[2],
         )
     try:
-        await wait_until(
+        await wait_until_async(
             lambda: len(fake_slack.posts()) >= 10 or process.poll() is not None,
             timeout=30,
             what="the child's first posts",
@@ -210,12 +213,13 @@ async def test_sigkilled_process_mid_stream_then_restarted_posts_each_alert_once
             process.kill()
     assert len(fake_slack.posts()) < len(alerts)
     async with Notifier(notifier_settings):
-        await wait_until(
+        await wait_until_async(
             lambda: len(set(posted_alert_ids(fake_slack))) >= len(alerts),
             timeout=30,
             what="all alerts",
         )
-        await asyncio.sleep(0.5)
+        await wait_until_async(lambda: alerts_all_handled(notifier_settings), 15,
+                               "every alert handled", interval=0.2)
     counts = Counter(posted_alert_ids(fake_slack))
     assert set(counts) == {str(a.alert_id) for a in alerts}
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
@@ -229,7 +233,7 @@ async def test_permanent_error_goes_to_the_dlq_topic_and_the_rest_keep_flowing(
     fine = [make_alert(i, team="team-a") for i in range(1, 5)]
     await produce(notifier_settings, [broken, b"{not an alert", *fine])
     async with Notifier(notifier_settings):
-        await wait_until(lambda: len(fake_slack.posts("#team-a-alerts")) == 4, what="team-a")
+        await wait_until_async(lambda: len(fake_slack.posts("#team-a-alerts")) == 4, 15, "team-a")
         dead = await read_topic(notifier_settings, notifier_settings.notifier_dlq_topic, 2)
     by_error = {d["error"].split(":")[0]: d for d in dead}
     assert by_error["channel_not_found"]["alert"]["alert_id"] == str(broken.alert_id)
@@ -238,8 +242,9 @@ async def test_permanent_error_goes_to_the_dlq_topic_and_the_rest_keep_flowing(
     # After a restart the dead-lettered alert is neither retried nor dead-lettered again.
     async with Notifier(notifier_settings) as again:
         await produce(notifier_settings, [broken])
-        await wait_until(lambda: again.consumed >= 1, what="redelivery consumed")
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: again.consumed >= 1, 15, "redelivery consumed")
+        await wait_until_async(lambda: alerts_all_handled(notifier_settings), 15,
+                               "the redelivery handled", interval=0.2)
     assert len(await read_topic(notifier_settings, notifier_settings.notifier_dlq_topic, 2)) == 2
 
 
@@ -251,13 +256,13 @@ async def test_clickhouse_down_keeps_delivering_and_buffers_rows(
     log = ClickHouseDeliveryLog(lambda: get_client(target["url"]), flush_seconds=0.1)
     await produce(notifier_settings, [make_alert(i) for i in range(3)])
     async with Notifier(notifier_settings, delivery_log=log):
-        await wait_until(
-            lambda: len(fake_slack.posts()) == 3, what="posts while ClickHouse is down"
+        await wait_until_async(
+            lambda: len(fake_slack.posts()) == 3, 15, "posts while ClickHouse is down"
         )
-        await asyncio.sleep(0.3)
-        assert log.buffered == 3 and log.inserted == 0
+        await wait_until_async(lambda: log.buffered == 3, 15, "3 delivery rows buffered")
+        assert log.inserted == 0
         target["url"] = notifier_settings.clickhouse_url  # ClickHouse is back
-        await wait_until(lambda: log.inserted == 3, what="buffered rows inserted")
+        await wait_until_async(lambda: log.inserted == 3, 15, "buffered rows inserted")
     assert rows(
         notifier_settings.clickhouse_url,
         "SELECT count() FROM alert_deliveries FINAL WHERE outcome = 'delivered'",

@@ -25,13 +25,13 @@ from services.notifier.store import (
     MemoryDeliveredStore,
 )
 from services.notifier.transport import ConsoleTransport, WebApiTransport, WebhookTransport
+from tests.support.waiting import wait_until_async
 
 from .notifier_support import (
     MemoryDeadLetters,
     digest_posts,
     make_alert,
     posted_alert_ids,
-    wait_until,
 )
 
 FAST = DispatchPolicy(backoff=Backoff(0.05, 0.3), digest_threshold=100, digest_window_seconds=1)
@@ -62,7 +62,7 @@ class Harness:
         )
 
     async def drained(self, count: int, timeout: float = 15) -> None:
-        await wait_until(lambda: len(self.done) >= count, timeout, f"{count} deliveries done")
+        await wait_until_async(lambda: len(self.done) >= count, timeout, f"{count} deliveries done")
 
 
 async def test_each_alert_kind_is_posted_with_key_tags_and_figures(fake_slack: FakeSlack) -> None:
@@ -176,7 +176,7 @@ async def test_a_failing_channel_does_not_block_the_others(fake_slack: FakeSlack
     h.submit(make_alert(1, team="team-b"))
     for i in range(2, 6):
         h.submit(make_alert(i, team="team-a"))
-    await wait_until(lambda: len(fake_slack.posts("#team-a-alerts")) == 4, what="team-a posts")
+    await wait_until_async(lambda: len(fake_slack.posts("#team-a-alerts")) == 4, 15, "team-a posts")
     assert fake_slack.posts("#team-b-alerts") == []
     fake_slack.heal_channel("#team-b-alerts")
     await h.drained(5)

@@ -17,7 +17,7 @@ from keywarden.synthetic import DEFAULT_KEYS, SyntheticKey, produce, synthetic_t
 from schemas import topics
 from schemas.events.request import Usage
 from schemas.pricing import load_catalog
-from tests.support.pipeline import wait_until
+from tests.support.waiting import wait_until, wait_until_async
 
 CATALOG = load_catalog()
 
@@ -63,7 +63,7 @@ async def test_produced_events_are_all_stored_priced_to_the_exact_decimal(
         wait_until,
         lambda: (r := stored(warehouse_db, keys))[0] == 300 and r,
         60,
-        message="300 rows in request_events",
+        what="300 rows in request_events",
     )
     assert (count, unique) == (300, 300)
     assert total == expected
@@ -102,7 +102,7 @@ async def test_a_hand_priced_event_is_stored_with_the_layer_that_priced_it(
             client.close()
 
     cost, status, entry, version, layer, layer_version, w5m, w1h, occurred_at = (
-        await asyncio.to_thread(wait_until, row, 60, message="the hand-priced row")
+        await asyncio.to_thread(wait_until, row, 60, what="the hand-priced row")
     )
     # 500 uncached*3 + 200 reads*0.30 + 100 5-minute writes*3.75 + 200 1-hour writes*6
     # + 77 output*15 = 4290 per 1M tokens
@@ -157,7 +157,7 @@ async def test_malformed_records_are_dead_lettered_and_the_stream_keeps_going(
         wait_until,
         lambda: (r := stored(warehouse_db, keys))[0] == 20 and r,
         60,
-        message="the 20 good rows",
+        what="the 20 good rows",
     )
     assert count == 20
 
@@ -168,17 +168,20 @@ async def test_malformed_records_are_dead_lettered_and_the_stream_keeps_going(
         enable_auto_commit=False,
     )
     await consumer.start()
-    reasons = []
+    reasons: list[str] = []
+
+    async def dead_letter_reasons() -> list[str]:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            for record in records:
+                if record.key == marker:
+                    envelope = json.loads(record.value)
+                    reasons.append(envelope["reason"])
+                    assert envelope["source"]["topic"] == topics.REQUESTS
+        return reasons
+
     try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(reasons) < 3 and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    if record.key == marker:
-                        envelope = json.loads(record.value)
-                        reasons.append(envelope["reason"])
-                        assert envelope["source"]["topic"] == topics.REQUESTS
+        await wait_until_async(dead_letter_reasons, 30, "three dead-letter envelopes",
+                               done=lambda seen: len(seen) >= 3, interval=0)
     finally:
         await consumer.stop()
     assert sorted(reasons) == ["invalid_event", "not_json", "unknown_schema"]
@@ -195,7 +198,7 @@ async def test_malformed_records_are_dead_lettered_and_the_stream_keeps_going(
         finally:
             client.close()
 
-    assert await asyncio.to_thread(wait_until, dead_rows, 30, message="dead-letter rows") >= 3
+    assert await asyncio.to_thread(wait_until, dead_rows, 30, what="dead-letter rows") >= 3
 
 
 async def test_the_same_event_delivered_twice_counts_once(
@@ -208,7 +211,7 @@ async def test_the_same_event_delivered_twice_counts_once(
     run_pipeline(warehouse_db)
     await produce(events, settings)
     await asyncio.to_thread(
-        wait_until, lambda: stored(warehouse_db, keys)[0] == 10, 60, message="first delivery"
+        wait_until, lambda: stored(warehouse_db, keys)[0] == 10, 60, what="first delivery"
     )
     first_total = stored(warehouse_db, keys)[1]
 
@@ -216,7 +219,7 @@ async def test_the_same_event_delivered_twice_counts_once(
     marker = synthetic_traffic(1, keys=keys, seed=99)
     await produce(marker, settings)  # once this is stored, the redelivered ones were processed
     await asyncio.to_thread(
-        wait_until, lambda: stored(warehouse_db, keys)[0] == 11, 60, message="marker row"
+        wait_until, lambda: stored(warehouse_db, keys)[0] == 11, 60, what="marker row"
     )
 
     count, total, unique = stored(warehouse_db, keys)

@@ -15,8 +15,8 @@ from keywarden.synthetic import DEFAULT_KEYS, SyntheticKey, synthetic_traffic
 from schemas import topics
 from schemas.topics import TopicSpec
 from tests.support.analytics import cost, query
-from tests.support.pipeline import wait_until
 from tests.support.producers import CODECS, as_records, librdkafka_publish
+from tests.support.waiting import wait_until, wait_until_async
 
 PER_CODEC = 120
 
@@ -48,7 +48,7 @@ async def test_a_librdkafka_producer_s_events_are_stored_exactly_with_every_code
                      "WHERE wrapped_key_id IN {keys:Array(String)}", keys=everything)
         return int(rows[0][0]) == PER_CODEC * len(CODECS)
 
-    await asyncio.to_thread(wait_until, all_stored, 90, message="every codec's events stored")
+    await asyncio.to_thread(wait_until, all_stored, 90, what="every codec's events stored")
     for codec, events in sent.items():
         rows = query(
             warehouse_db,
@@ -86,12 +86,16 @@ async def test_the_one_consumer_factory_every_service_uses_reads_each_codec(
                             [(b"k", value) for value in values], codec)
     consumer = make_consumer(topic, group_id=None, settings=settings)
     await consumer.start()
+    received: list[bytes] = []
+
+    async def read_more() -> list[bytes]:
+        batch = await consumer.getmany(timeout_ms=500)
+        received.extend(record.value for records in batch.values() for record in records)
+        return received
+
     try:
-        received: list[bytes] = []
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(received) < len(values) and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            received += [record.value for records in batch.values() for record in records]
+        await wait_until_async(read_more, 30, f"the {len(values)} {codec} records",
+                               done=lambda got: len(got) >= len(values), interval=0)
     finally:
         await consumer.stop()
     assert received == values

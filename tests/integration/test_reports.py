@@ -8,29 +8,19 @@ import csv
 import io
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from keywarden.clickhouse import get_client
 from keywarden.report import Progress, add_report_commands
 from keywarden.settings import get_settings
-from schemas.clickhouse.migrations import migrate
 from tests.support.finops_seed import seed_finops
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
 def seeded_url(warehouse: object) -> str:
-    base = warehouse.url.rsplit("/", 1)[0]  # type: ignore[attr-defined]
-    url = f"{base}/reports_{uuid.uuid4().hex[:10]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-        seed_finops(client)
-    finally:
-        client.close()
-    return url
+    return str(warehouse.migrated_database("reports", seed=seed_finops))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -149,7 +139,7 @@ class _Terminal(io.StringIO):
 def test_progress_spins_on_a_terminal_and_erases_itself() -> None:
     stream = _Terminal()
     with Progress("report spend", stream, quiet_for=0, interval=0.02):
-        time.sleep(0.15)
+        wait_until(lambda: "report spend" in stream.getvalue(), 5, "the progress line")
     text = stream.getvalue()
     assert "report spend" in text and "s" in text
     assert text.endswith("\r\x1b[2K")
@@ -158,7 +148,7 @@ def test_progress_spins_on_a_terminal_and_erases_itself() -> None:
 def test_progress_writes_one_line_off_a_terminal_and_nothing_for_fast_queries() -> None:
     slow, fast = io.StringIO(), io.StringIO()
     with Progress("report tokens", slow, quiet_for=0.01):
-        time.sleep(0.1)
+        time.sleep(0.1)  # on purpose: a query ten times the quiet period still writes one line
     with Progress("report tokens", fast, quiet_for=5):
         pass
     assert slow.getvalue() == "report tokens: running…\n"

@@ -16,8 +16,8 @@ from keywarden.settings import load_settings
 from keywarden.synthetic import DEFAULT_KEYS, SyntheticKey, synthetic_traffic
 from schemas import topics
 from tests.support.analytics import query
-from tests.support.pipeline import wait_until
 from tests.support.producers import as_records, librdkafka_publish
+from tests.support.waiting import wait_until
 
 
 def without_codecs(tmp_path: Path) -> str:
@@ -56,7 +56,7 @@ async def test_an_undecodable_batch_is_dead_lettered_as_a_range_and_the_stream_g
 
     readable = {str(e.event_id) for e in before + after}
     await asyncio.to_thread(wait_until, lambda: stored_ids() == readable, 90,
-                            message="the 20 readable events, before and after the lz4 batch")
+                            what="the 20 readable events, before and after the lz4 batch")
 
     def dead_ranges() -> list[tuple]:
         return query(
@@ -66,7 +66,7 @@ async def test_an_undecodable_batch_is_dead_lettered_as_a_range_and_the_stream_g
             "AND source_last_offset >= {lo:UInt64} AND source_offset <= {hi:UInt64}",
             topic=topics.REQUESTS, p=partition, lo=min(lz4_offsets), hi=max(lz4_offsets))
 
-    ranges = await asyncio.to_thread(wait_until, dead_ranges, 30, message="dead-letter range")
+    ranges = await asyncio.to_thread(wait_until, dead_ranges, 30, what="dead-letter range")
     covered = {o for first, last, _, _ in ranges for o in range(first, last + 1)}
     assert covered == lz4_offsets  # exactly the lz4 batch: nothing readable, nothing missed
     assert {reason for _, _, reason, _ in ranges} == {"unsupported_codec"}

@@ -9,7 +9,6 @@ Fixtures: `admin_settings`, `admin_server`, `owner_token`, `admin_http` (a facto
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,47 +16,43 @@ from typing import Any
 import httpx
 import pytest
 
-from keywarden.clickhouse import get_client
 from keywarden.kafka import make_consumer
 from keywarden.settings import Settings
-from schemas.clickhouse.migrations import migrate
 from schemas.events.audit import AuditEvent
 from schemas.topics import AUDIT
 from services.admin.server import AdminServer
 from services.admin.service import bootstrap_owner
+from tests.support.waiting import wait_until_async
 
 
 async def audit_events(
-    settings: Settings, entity_id: str, expected: int, actor: str | None = None
+    settings: Settings, entity_id: str, expected: int, actor: str | None = None,
+    timeout: float = 10.0,
 ) -> list[AuditEvent]:
-    """The audit events of `entity_id` (by `actor`, when given) on audit.v1, waiting up to 10 s
-    for `expected` of them."""
+    """The audit events of `entity_id` (by `actor`, when given) on audit.v1, read from the
+    beginning until `expected` have arrived."""
     consumer = make_consumer(AUDIT, group_id=None, settings=settings)
     await consumer.start()
     audits: list[AuditEvent] = []
+
+    async def read_more() -> list[AuditEvent]:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            for record in records:
+                fields = json.loads(record.value)
+                if fields["entity_id"] == entity_id and actor in (None, fields["actor"]):
+                    audits.append(AuditEvent.model_validate_json(record.value))
+        return audits
+
     try:
-        deadline = time.monotonic() + 10
-        while len(audits) < expected and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    fields = json.loads(record.value)
-                    if fields["entity_id"] == entity_id and actor in (None, fields["actor"]):
-                        audits.append(AuditEvent.model_validate_json(record.value))
+        return await wait_until_async(read_more, timeout, f"{expected} audit events of {entity_id}",
+                                      done=lambda seen: len(seen) >= expected, interval=0)
     finally:
         await consumer.stop()
-    return audits
 
 
 @pytest.fixture(scope="session")
 def admin_database(warehouse: Any) -> str:
-    base = warehouse.url.rsplit("/", 1)[0]
-    url = f"{base}/admin_{uuid.uuid4().hex[:8]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-    finally:
-        client.close()
-    return url
+    return str(warehouse.migrated_database("admin"))
 
 
 @pytest.fixture(scope="session")

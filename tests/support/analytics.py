@@ -3,7 +3,6 @@ readers of the pipeline's outputs (usage.spend.v1, alerts.v1, ClickHouse tables)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import uuid
@@ -22,6 +21,7 @@ from schemas.events.keys import KeyPolicy, RegistryEvent, RegistryEventType, Wra
 from schemas.events.request import KeyTags, Outcome, Provider, RequestEvent, Usage
 from schemas.ids import uuid7
 from schemas.pricing import load_catalog
+from tests.support.waiting import wait_until_async
 
 CATALOG = load_catalog()
 
@@ -125,12 +125,7 @@ def query(url: str, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
         client.close()
 
 
-async def wait_for(predicate: Any, timeout: float, message: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+async def wait_for(probe: Any, timeout: float, what: str) -> Any:
+    """`wait_until_async` every half second: these tests' probes query ClickHouse or read a
+    topic from its start, too heavy to repeat faster."""
+    return await wait_until_async(probe, timeout, what, interval=0.5)

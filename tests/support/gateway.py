@@ -22,6 +22,7 @@ from schemas.events.request import RequestEvent
 from schemas.topics import REQUESTS
 from services.admin.registry_writer import KeyAdmin
 from services.gateway.server import GatewayServer
+from tests.support.waiting import wait_until_async
 
 PROVIDER_SECRETS = {
     "openai": "sk-test-openai-1",
@@ -111,11 +112,8 @@ def unique_scope(prefix: str) -> str:
 
 async def wait_for_key(server: GatewayServer, key_id: str, timeout: float = 5.0) -> None:
     """Until the gateway's registry has the key's latest state (the admin just published it)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while key_id not in server.gateway.registry.wrapped_keys:
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"gateway did not see key {key_id}")
-        await asyncio.sleep(0.02)
+    await wait_until_async(lambda: key_id in server.gateway.registry.wrapped_keys, timeout,
+                           f"the gateway's registry to hold key {key_id}", interval=0.02)
 
 
 async def collect_request_events(

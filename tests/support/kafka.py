@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from deploy.local.kafka import LocalKafka, run_blocking
-from keywarden.settings import get_settings
+from keywarden.kafka import make_admin, make_consumer
+from keywarden.settings import Settings, get_settings
 
 TEST_BROKER_NAME = "test"
 
@@ -44,6 +46,27 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             probe.bind((host, 0))
             ports.append(probe.getsockname()[1])
     return ports
+
+
+async def committed_to_end(settings: Settings, group_id: str, topic: str) -> bool:
+    """Whether consumer group `group_id` has committed the end of every partition of `topic`:
+    a consumer that commits what it has finished has finished everything on it."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+        committed = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = make_consumer(group_id=None, settings=settings)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return bool(partitions) and all(
+        (committed[p].offset if p in committed else 0) >= ends[p] for p in partitions)
 
 
 def start_test_broker(

@@ -1,8 +1,7 @@
-"""pytest plugin: a pipeline worker as a real child process (`keywarden pipeline run`), and a
-fresh, migrated ClickHouse database per test on the session's warehouse.
+"""pytest plugin: a pipeline worker as a real child process (`keywarden pipeline run`).
 
-Fixtures: `warehouse_db` (a URL of a new migrated database), `run_pipeline` (a factory that
-starts a worker against the session broker and a database, and stops or kills it at the end).
+Fixture: `run_pipeline` (a factory that starts a worker against the session broker and a
+database, such as `warehouse_db`, and stops or kills it at the end).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -22,22 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from keywarden.clickhouse import get_client
 from keywarden.settings import PROJECT_ROOT
-from schemas.clickhouse.migrations import migrate
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
-               message: str = "condition") -> object:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
 @dataclass
@@ -88,19 +71,6 @@ class PipelineProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@pytest.fixture
-def warehouse_db(warehouse: object) -> str:
-    """A URL for a new database on the session warehouse, with every migration applied."""
-    base = warehouse.url.rsplit("/", 1)[0]  # type: ignore[attr-defined]
-    url = f"{base}/t_{uuid.uuid4().hex[:12]}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-    finally:
-        client.close()
-    return url
 
 
 @pytest.fixture

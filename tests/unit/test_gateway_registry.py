@@ -3,7 +3,6 @@ change is seen by the next request and a grace period ends on time."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from schemas.events.keys import (
@@ -14,6 +13,7 @@ from schemas.events.keys import (
     SealedSecret,
 )
 from services.gateway.registry import Registry
+from tests.support.waiting import wait_until
 
 PEPPER = b"p" * 32
 
@@ -47,8 +47,8 @@ def test_active_provider_key_follows_rotation_retirement_and_grace_expiry() -> N
 
     apply(registry, new.model_copy(update={"status": ProviderKeyStatus.RETIRED, "sealed": None}))
     assert registry.active_provider_key("openai").provider_key_id == "pk_old"  # in its grace
-    while datetime.now(UTC) < grace_until:
-        time.sleep(0.05)
+    wait_until(lambda: datetime.now(UTC) >= grace_until, 2, "the grace period's end",
+               interval=0.05)
     assert registry.active_provider_key("openai") is None
     # An explicit time is answered for that time, not from what was remembered.
     before = grace_until - timedelta(milliseconds=1)
