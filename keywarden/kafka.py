@@ -19,6 +19,7 @@ from aiokafka.errors import (
     CommitFailedError,
     KafkaConnectionError,
     KafkaError,
+    ProducerFenced,
     TopicAlreadyExistsError,
 )
 from aiokafka.partitioner import DefaultPartitioner
@@ -43,9 +44,17 @@ class OffsetsNotCommitted(KafkaUnavailable):
     reads those records again)."""
 
 
+class TransactionFenced(KafkaUnavailable):
+    """A newer producer with the same transactional id took over (another worker now owns the
+    partition): this producer can never commit again."""
+
+    retriable = False
+
+
 # aiokafka's errors as the project's, most specific first (as httpx maps httpcore's).
 _TRANSLATIONS: tuple[tuple[type[BaseException], type[KafkaUnavailable]], ...] = (
     (CommitFailedError, OffsetsNotCommitted),
+    (ProducerFenced, TransactionFenced),
     (KafkaError, KafkaUnavailable),
     (OSError, KafkaUnavailable),
     (TimeoutError, KafkaUnavailable),

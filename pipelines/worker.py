@@ -15,12 +15,11 @@ from typing import Any
 
 import faust
 import uvloop
-from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from keywarden.clickhouse import get_client
-from keywarden.kafka import ensure_topics
+from keywarden.kafka import ensure_topics, kafka_errors
 from keywarden.settings import Settings
 from pipelines.alerts.emitter import AlertEmitter, recently_published
 from pipelines.app import create_app, read_committed, track_producer_topics
@@ -198,8 +197,9 @@ def add_analytics(
         # A timer that raises crashes the whole faust app: a warehouse or broker outage must
         # only skip this round (the next one sees everything this one would have).
         try:
-            await hygiene.run()
-        except (OperationalError, KafkaError, OSError) as exc:
+            with kafka_errors("orphan/rotation check"):
+                await hygiene.run()
+        except (OperationalError, OSError) as exc:  # KafkaUnavailable is an OSError
             log.warning("orphan/rotation check skipped this round: %s", exc)
 
     @app.on_before_shutdown.connect

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import faust
-from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.exceptions import OperationalError
 from faust.types import TP
 
+from keywarden.kafka import kafka_errors
 from pipelines.ingest import offsets
 from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
@@ -251,8 +251,9 @@ def register_ledgered_agent(
             return
         try:
             async with batch_lock:
-                await settle_undecodable()
-        except (OperationalError, KafkaError, OSError) as exc:
+                with kafka_errors("dead-lettering undecodable batches"):
+                    await settle_undecodable()
+        except (OperationalError, OSError) as exc:  # KafkaUnavailable is an OSError
             log.warning("undecodable batches not dead-lettered this round: %s", exc)
 
     @app.on_partitions_assigned.connect

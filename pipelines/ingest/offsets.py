@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from faust.transport.consumer import Consumer
 
-from keywarden.kafka import make_admin, make_consumer
+from keywarden.kafka import KafkaUnavailable, kafka_errors, make_admin, make_consumer
 from keywarden.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -141,10 +140,11 @@ class GapReader:
         position = gap.start
         while position < gap.end:
             try:
-                fetched = await consumer.getmany(partition, timeout_ms=1000,
-                                                 max_records=self.chunk_records)
-                after = await consumer.position(partition)
-            except KafkaError as exc:
+                with kafka_errors(f"reading {tp}"):
+                    fetched = await consumer.getmany(partition, timeout_ms=1000,
+                                                     max_records=self.chunk_records)
+                    after = await consumer.position(partition)
+            except KafkaUnavailable as exc:
                 log.warning("reading %s offsets %d..%d failed (%s); retrying", tp, position,
                             gap.end - 1, exc)
                 await asyncio.sleep(self.retry_seconds)

@@ -25,11 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from keywarden.kafka import make_consumer, make_producer
+from keywarden.kafka import (
+    KafkaUnavailable,
+    TransactionFenced,
+    kafka_errors,
+    make_consumer,
+    make_producer,
+)
 from keywarden.settings import Settings
 from pipelines.ingest.agents import IngestProcessor, PreparedBatch, RawRecord
 from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
@@ -139,10 +144,10 @@ class IngestStage:
         try:
             while not self._stopping:
                 try:
-                    await self._round(consumer)
-                except KafkaError as error:  # e.g. a partition revoked while it was read
-                    log.warning("ingest round failed (%s: %s); reading its batch again",
-                                type(error).__name__, error)
+                    with kafka_errors("ingest round"):
+                        await self._round(consumer)
+                except KafkaUnavailable as error:  # e.g. a partition revoked while it was read
+                    log.warning("%s; reading its batch again", error)
                     await asyncio.sleep(0.5)
             await self._settle_in_flight()
         finally:
@@ -193,8 +198,9 @@ class IngestStage:
         # `_in_flight` stays set until the batch is done: a rebalance (`release`) waits for it
         # before it stops the partitions' producers, which would leave its commit hanging.
         try:
-            failed = await asyncio.shield(in_flight)
-        except (KafkaError, ClickHouseError, OSError) as error:
+            with kafka_errors("ingest batch"):
+                failed = await asyncio.shield(in_flight)
+        except (ClickHouseError, OSError) as error:  # KafkaUnavailable is an OSError
             log.warning("ingest batch failed (%s: %s); reading it again",
                         type(error).__name__, error)
             return self._last_starts
@@ -240,9 +246,8 @@ class IngestStage:
             if isinstance(error, asyncio.CancelledError):
                 raise error
             # read the partition's batch again: rows collapse, the aborted runs are never read
-            log.warning("%s: transaction failed (%s: %s); reading the batch again", tp,
-                        type(error).__name__, error)
-            if isinstance(error, ProducerFenced):  # another worker owns it now
+            log.warning("%s; reading the batch again", error)
+            if isinstance(error, TransactionFenced):  # another worker owns it now
                 producer = self._producers.pop(tp, None)
                 if producer is not None:
                     await producer.stop()
@@ -256,12 +261,17 @@ class IngestStage:
         for tp, offset in offsets.items():
             if tp in assigned:
                 try:
-                    consumer.seek(tp, offset)
-                except (KafkaError, AssertionError) as error:  # unassigned meanwhile
+                    with kafka_errors(f"rewinding {tp}"):
+                        consumer.seek(tp, offset)
+                except (KafkaUnavailable, AssertionError) as error:  # unassigned meanwhile
                     log.info("%s not rewound (%s): its next owner reads it", tp, error)
         self.stats.redone += 1
 
     async def _commit(self, tp: TopicPartition, runs: Sequence[Any], position: int) -> None:
+        with kafka_errors(f"{tp}: transaction"):
+            await self._transaction(tp, runs, position)
+
+    async def _transaction(self, tp: TopicPartition, runs: Sequence[Any], position: int) -> None:
         producer = self._producers.get(tp)
         if producer is None:
             await self.acquire({tp})
@@ -278,8 +288,9 @@ class IngestStage:
             await producer.commit_transaction()
         except BaseException:
             try:
-                await asyncio.shield(producer.abort_transaction())
-            except KafkaError as error:
+                with kafka_errors("abort"):
+                    await asyncio.shield(producer.abort_transaction())
+            except KafkaUnavailable as error:
                 log.warning("%s: abort failed (%s); the next owner aborts it", tp, error)
             raise
         self.stats.transactions += 1
@@ -306,8 +317,9 @@ class IngestStage:
         producers, self._producers = list(self._producers.values()), {}
         for producer in producers:
             try:
-                await producer.stop()
-            except KafkaError as error:
+                with kafka_errors("stopping a transactional producer"):
+                    await producer.stop()
+            except KafkaUnavailable as error:
                 log.warning("a transactional producer did not stop cleanly: %s", error)
         if consumer is not None:
             await consumer.stop()

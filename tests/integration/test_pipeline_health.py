@@ -12,7 +12,7 @@ from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
 from keywarden.synthetic import produce
 from schemas.events.request import Provider, Usage
-from tests.faults.support import distinct_ids, new_database, via_port
+from tests.faults.support import distinct_ids, via_port
 from tests.support.analytics import Key, unique, wait_for
 from tests.support.tcp_proxy import TcpProxy
 
@@ -28,7 +28,7 @@ async def test_liveness_fails_while_the_lag_stalls_and_passes_once_it_moves_agai
     first = [key.event(start + timedelta(seconds=i)) for i in range(5)]
     second = [key.event(start + timedelta(seconds=10 + i)) for i in range(5)]
     with TcpProxy("127.0.0.1", warehouse.port) as proxy:
-        direct = new_database(warehouse)
+        direct = warehouse.migrated_database()
         worker = run_pipeline(via_port(direct, proxy.port),
                               KEYWARDEN_PIPELINE_STALL_SECONDS="3")
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    ProducerFenced,
+)
 
-from keywarden.kafka import KafkaUnavailable, OffsetsNotCommitted, kafka_errors
+from keywarden.kafka import KafkaUnavailable, OffsetsNotCommitted, TransactionFenced, kafka_errors
 
 
 @pytest.mark.parametrize(
@@ -41,3 +46,11 @@ def test_other_errors_and_the_projects_own_pass_unchanged() -> None:
     assert caught.value is own
     with pytest.raises(ValueError, match="not Kafka's"), kafka_errors("reading"):
         raise ValueError("not Kafka's")
+
+
+def test_a_fenced_transactional_producer_is_told_apart_and_not_retriable() -> None:
+    # the ingest stage drops a fenced partition's producer (another worker owns it now) instead
+    # of reading the partition's batch again
+    with pytest.raises(TransactionFenced) as caught, kafka_errors("p0: transaction"):
+        raise ProducerFenced()
+    assert isinstance(caught.value, KafkaUnavailable) and not caught.value.retriable
