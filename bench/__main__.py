@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import detection, end_to_end, gateway_throughput, gateway_vs_litellm, memory
-from bench.common import RESULTS_DIR, machine_info
+from bench.results import RESULTS_DIR, machine_info
 from keywarden.settings import PROJECT_ROOT
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import machine_info, write_result
+from bench.results import machine_info, write_result
 from pipelines.detect.agents import BatchOutput, DetectConfig, KeyAnalyzer
 from pipelines.pricing import PricedRequest
 from pipelines.rollups.state import KeyStateStore

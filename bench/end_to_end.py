@@ -30,18 +30,11 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import (
-    CHAT_BODY,
-    CHAT_PATH,
-    gateway_stack,
-    machine_info,
-    new_database,
-    private_kafka,
-    private_warehouse,
-    spawn,
-    summarize,
-    write_result,
-)
+from bench.load import CHAT_BODY, CHAT_PATH
+from bench.processes import spawn
+from bench.results import machine_info, write_result
+from bench.stack import gateway_stack, new_database, private_kafka, private_warehouse
+from bench.stats import summarize
 from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics, make_producer
 from keywarden.settings import load_settings

@@ -28,16 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    CHAT_BODY,
-    CHAT_PATH,
-    PROVIDER_KEY,
-    RESULTS_DIR,
-    gateway_stack,
-    open_loop,
-    private_kafka,
-    warm_up,
-)
+from bench.load import CHAT_BODY, CHAT_PATH, open_loop, warm_up
+from bench.results import RESULTS_DIR
+from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
 
 # First match wins, checked from the innermost frame outwards: a frame in one of these files
 # (or functions) names the bucket the sample is charged to.

@@ -18,18 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    CHAT_BODY,
-    CHAT_PATH,
-    PROVIDER_KEY,
-    added,
-    gateway_stack,
-    machine_info,
-    open_loop,
-    private_kafka,
-    warm_up,
-    write_result,
-)
+from bench.load import CHAT_BODY, CHAT_PATH, open_loop, warm_up
+from bench.results import machine_info, write_result
+from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
+from bench.stats import added
 
 P99_LIMIT_MS = 5.0
 KEEP_UP = 0.95  # achieved/offered rate below this is falling behind

@@ -27,24 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    CHAT_BODY,
-    CHAT_PATH,
-    LOOPBACK,
-    PROVIDER_KEY,
-    Child,
-    added,
-    closed_loop,
-    free_port,
-    gateway_stack,
-    machine_info,
-    open_loop,
-    private_kafka,
-    spawn,
-    wait_http,
-    warm_up,
-    write_result,
-)
+from bench.load import CHAT_BODY, CHAT_PATH, closed_loop, open_loop, warm_up
+from bench.processes import LOOPBACK, Child, free_port, spawn, wait_http
+from bench.results import machine_info, write_result
+from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
+from bench.stats import added
 from keywarden.settings import PROJECT_ROOT
 
 BENCH_VENV = PROJECT_ROOT / ".venv-bench"

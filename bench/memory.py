@@ -30,7 +30,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine_info, rss_mib, write_result
+from bench.processes import rss_mib
+from bench.results import machine_info, write_result
 
 KEYS = 100_000
 

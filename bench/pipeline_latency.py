@@ -21,15 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    machine_info,
-    new_database,
-    private_kafka,
-    private_warehouse,
-    spawn,
-    summarize,
-    write_result,
-)
+from bench.processes import spawn
+from bench.results import machine_info, write_result
+from bench.stack import new_database, private_kafka, private_warehouse
+from bench.stats import summarize
 from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics, make_producer
 from keywarden.settings import load_settings

@@ -32,16 +32,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from bench.common import (
-    Child,
-    machine_info,
-    new_database,
-    private_kafka,
-    private_warehouse,
-    rss_mib,
-    spawn,
-    write_result,
-)
+from bench.processes import Child, rss_mib, spawn
+from bench.results import machine_info, write_result
+from bench.stack import new_database, private_kafka, private_warehouse
 from keywarden.clickhouse import get_client
 from keywarden.kafka import ensure_topics, make_admin, make_consumer
 from keywarden.settings import Settings, load_settings

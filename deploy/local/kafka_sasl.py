@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.local.kafka import BrokerConfigError, LocalKafka, _answers_metadata
+from deploy.local.kafka import BrokerConfigError, LocalKafka
+from deploy.local.kafka.probe import bootstrap_answers
 
 _LISTENER = "SASL_SSL"
 _USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -99,7 +100,7 @@ class SaslSslLocalKafka(LocalKafka):
 
     async def answers_metadata(self) -> bool:
         user = self.listener.broker_user
-        return await _answers_metadata(
+        return await bootstrap_answers(
             self.bootstrap,
             security_protocol=_LISTENER,
             ssl_context=ssl.create_default_context(cafile=str(self.listener.ca_file)),

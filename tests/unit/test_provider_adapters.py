@@ -19,7 +19,8 @@ from services.gateway.providers import (
     error_body,
     match_route,
 )
-from services.gateway.providers.base import SSESplitter, make_usage
+from services.gateway.providers.sse import SSESplitter
+from services.gateway.providers.usage import make_usage
 
 WRAPPED = "kw_team-a_sk_0123456789abcdef"
 REAL = "sk-real-provider-key"

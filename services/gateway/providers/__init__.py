@@ -13,9 +13,9 @@ from .base import (
     StreamParser,
     UpstreamRequest,
     UsageReport,
-    error_body,
     match_route_in,
 )
+from .error_bodies import error_body
 from .google import GoogleAdapter
 from .openai import OpenAIAdapter
 

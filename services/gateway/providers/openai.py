@@ -12,26 +12,17 @@ from typing import Any
 
 from schemas.events.request import Usage
 
-from .base import (
-    InvalidRequest,
-    ParsedRequest,
-    QueryInput,
-    Route,
-    SSEEvent,
-    SSEStreamParser,
-    UpstreamRequest,
-    UsageReport,
-    as_count,
-    error_body,
+from .base import InvalidRequest, ParsedRequest, QueryInput, Route, UpstreamRequest, UsageReport
+from .error_bodies import error_body
+from .sse import SSEEvent, SSEStreamParser
+from .upstream import forwardable_headers, query_pairs, upstream_url
+from .usage import as_count, make_usage
+from .validate import (
     estimate_tokens,
-    forwardable_headers,
-    make_usage,
     optional_bool,
     optional_positive_int,
-    query_pairs,
     require_model,
     require_object,
-    upstream_url,
 )
 
 CHAT = "chat.completions"

@@ -1,25 +1,19 @@
-"""The local single-node Apache Kafka broker (KRaft mode) for development and tests.
-
-Jars come from Maven Central through Maven; each named broker is one child JVM whose data,
-logs and pid file live under `<home>/kafka/`, so data survives restarts.
+"""One named local single-node Apache Kafka broker (KRaft mode): its folders, and starting and
+stopping it as a child JVM whose data, logs and pid file live under `<home>/kafka/`, so data
+survives restarts. Jars, storage and the readiness probe are in the modules beside this one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -32,21 +26,17 @@ from deploy.local.processes import (
     signal_process_group,
     tail_lines,
 )
-from deploy.local.toolchain import (
-    PrerequisiteMissing,
-    find_java,
-    java_major_version,
-    require_java,
-    require_maven,
-)
+from deploy.local.toolchain import require_java
+
+from .errors import LOG_TAIL_LINES, BrokerConfigError, BrokerStartError
+from .jars import jars_resolved, resolve_jars
+from .probe import bootstrap_answers
+from .storage import format_storage, render_server_properties, storage_formatted
 
 if TYPE_CHECKING:
     from keywarden.settings import Settings
 
-KAFKA_FILES = Path(__file__).resolve().parent / "kafka"
-POM_FILE = KAFKA_FILES / "pom.xml"
-LOG4J_FILE = KAFKA_FILES / "log4j2.properties"
-SERVER_PROPERTIES_TEMPLATE = KAFKA_FILES / "server.properties.template"
+LOG4J_FILE = Path(__file__).resolve().parent / "log4j2.properties"
 
 DEFAULT_JAVA_OPTIONS: tuple[str, ...] = (
     "-Xms256m",
@@ -58,36 +48,8 @@ DEFAULT_JAVA_OPTIONS: tuple[str, ...] = (
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-_COMPLETE_MARKER = ".complete"
-_LOG_TAIL_LINES = 25
 
 T = TypeVar("T")
-
-
-class LocalKafkaError(RuntimeError):
-    """Something went wrong with the local Kafka broker."""
-
-    retriable = False
-
-
-class BrokerConfigError(LocalKafkaError, ValueError):
-    """A LocalKafka setting is invalid; the message names it."""
-
-
-class KafkaResolveError(LocalKafkaError):
-    """Maven could not fetch the Kafka jars from Maven Central."""
-
-    retriable = True
-
-
-class StorageFormatError(LocalKafkaError):
-    """The KRaft storage tool failed to format the log directory."""
-
-
-class BrokerStartError(LocalKafkaError):
-    """The broker exited or did not answer in time; the message quotes its log."""
-
-    retriable = True
 
 
 # --- the broker ------------------------------------------------------------------------
@@ -214,67 +176,27 @@ class LocalKafka:
     # --- jars ----------------------------------------------------------------------
 
     def is_resolved(self) -> bool:
-        marker = self.lib_dir / _COMPLETE_MARKER
-        if not marker.is_file():
-            return False
-        jars = marker.read_text().split()
-        return bool(jars) and all((self.lib_dir / jar).is_file() for jar in jars)
+        return jars_resolved(self.lib_dir)
 
     def resolve(self) -> Path:
         """Copy the broker's jars from Maven Central into `lib_dir` unless already complete."""
-        if self.is_resolved():
-            return self.lib_dir
-        mvn = require_maven()
-        self.lib_dir.parent.mkdir(parents=True, exist_ok=True)
-        # Copy into a private folder and rename it into place, so a concurrent or interrupted
-        # resolve never leaves a half-filled lib folder that looks complete.
-        staging = Path(tempfile.mkdtemp(prefix="lib.", dir=self.lib_dir.parent))
-        try:
-            command = [
-                mvn, "-q", "-B", "-f", str(POM_FILE),
-                f"-Dkafka.version={self.version}",
-                f"-DoutputDirectory={staging}",
-                "dependency:copy-dependencies",
-            ]  # fmt: skip
-            completed = subprocess.run(
-                command, cwd=staging, capture_output=True, text=True, check=False
-            )
-            jars = sorted(path.name for path in staging.glob("*.jar"))
-            if completed.returncode != 0 or not any(j.startswith("kafka_2.13-") for j in jars):
-                output = (completed.stdout + completed.stderr).strip().splitlines()
-                raise KafkaResolveError(
-                    f"Maven could not resolve org.apache.kafka:kafka_2.13:{self.version} from "
-                    f"Maven Central (exit {completed.returncode}); last lines:\n"
-                    + "\n".join(output[-_LOG_TAIL_LINES:])
-                )
-            (staging / _COMPLETE_MARKER).write_text("\n".join(jars) + "\n")
-            if self.lib_dir.exists():
-                if self.is_resolved():  # someone else finished first
-                    return self.lib_dir
-                shutil.rmtree(self.lib_dir)
-            staging.rename(self.lib_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return self.lib_dir
+        return resolve_jars(self.lib_dir, self.version)
 
     # --- storage -------------------------------------------------------------------
 
     def render_properties(self) -> Path:
         """Write `server.properties` for this broker from the template."""
-        template = Template(SERVER_PROPERTIES_TEMPLATE.read_text())
-        text = template.substitute(
+        return render_server_properties(
+            self.properties_file,
             node_id=self.node_id,
             host=self.host,
             port=self.port,
             controller_port=self.controller_port,
             log_dirs=self.data_dir,
         )
-        self.broker_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(text)
-        return self.properties_file
 
     def is_formatted(self) -> bool:
-        return (self.data_dir / "meta.properties").is_file()
+        return storage_formatted(self.data_dir)
 
     def format(self) -> bool:
         """Format KRaft storage unless already formatted; True when it formatted just now."""
@@ -283,22 +205,7 @@ class LocalKafka:
         java = require_java()
         self.resolve()
         self.render_properties()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            *self._java_command(java),
-            "kafka.tools.StorageTool", "format",
-            "-t", _new_cluster_id(),
-            "-c", str(self.properties_file),
-        ]  # fmt: skip
-        completed = subprocess.run(
-            command, cwd=self.broker_dir, capture_output=True, text=True, timeout=120, check=False
-        )
-        if completed.returncode != 0 or not self.is_formatted():
-            output = (completed.stdout + completed.stderr).strip().splitlines()
-            raise StorageFormatError(
-                f"formatting {self.data_dir} failed (exit {completed.returncode}):\n"
-                + "\n".join(output[-_LOG_TAIL_LINES:])
-            )
+        format_storage(self._java_command(java), self.properties_file, self.data_dir)
         return True
 
     # --- lifecycle -----------------------------------------------------------------
@@ -457,12 +364,12 @@ class LocalKafka:
 
     async def answers_metadata(self) -> bool:
         """True when a client of this broker's listener can fetch cluster metadata."""
-        return await _answers_metadata(self.bootstrap)
+        return await bootstrap_answers(self.bootstrap)
 
     def _log_tail(self) -> str:
         parts = []
         for path, start in ((self.console_log, 0), (self.server_log, self._server_log_start)):
-            lines = tail_lines(path, _LOG_TAIL_LINES, start)
+            lines = tail_lines(path, LOG_TAIL_LINES, start)
             if lines:
                 parts.append(f"--- last lines of {path} ---\n" + "\n".join(lines))
         return "\n".join(parts) or f"(no broker output in {self.broker_dir})"
@@ -479,47 +386,3 @@ def run_blocking(operation: Coroutine[object, object, T]) -> T:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-
-
-def _new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (like `random-uuid`)."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):  # Kafka rejects ids that look like command-line flags
-            return text
-
-
-async def _answers_metadata(bootstrap: str, **client_options: object) -> bool:
-    """True when an aiokafka client (`client_options`: its security settings) can fetch cluster
-    metadata listing at least one broker."""
-    from aiokafka.client import AIOKafkaClient
-    from aiokafka.errors import KafkaError
-
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_options  # type: ignore[arg-type]
-    )
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout=5.0)
-        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout=5.0)
-        return bool(metadata.brokers())
-    except (TimeoutError, KafkaError, OSError):
-        return False
-    finally:
-        await client.close()
-
-
-__all__ = [
-    "BrokerConfigError",
-    "BrokerStartError",
-    "BrokerStatus",
-    "KafkaResolveError",
-    "LocalKafka",
-    "LocalKafkaError",
-    "PrerequisiteMissing",
-    "StorageFormatError",
-    "find_java",
-    "java_major_version",
-    "require_java",
-    "require_maven",
-    "run_blocking",
-]

@@ -1,0 +1,24 @@
+"""Whether a broker answers: a client fetches cluster metadata listing at least one broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def bootstrap_answers(bootstrap: str, **client_options: object) -> bool:
+    """True when an aiokafka client (`client_options`: its security settings) can fetch cluster
+    metadata listing at least one broker."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import KafkaError
+
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_options  # type: ignore[arg-type]
+    )
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout=5.0)
+        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout=5.0)
+        return bool(metadata.brokers())
+    except (TimeoutError, KafkaError, OSError):
+        return False
+    finally:
+        await client.close()
