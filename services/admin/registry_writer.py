@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from keywarden import logsafety
 from keywarden.kafka import KafkaUnavailable, ensure_topics, kafka_errors, make_producer
 from keywarden.settings import Settings
 from keywarden.vault import Keyring, Vault
@@ -32,7 +33,6 @@ from schemas.events.keys import (
 from schemas.events.request import KeyTags, Provider
 from schemas.topics import AUDIT, KEYS_REGISTRY, TOPICS
 from services.admin.errors import AdminError, RegistryUnavailable
-from keywarden import logsafety
 from services.gateway.auth import IssuedKey, issue_wrapped_key, looks_like_wrapped_key
 from services.gateway.registry import Registry, load_registry
 

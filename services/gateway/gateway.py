@@ -9,13 +9,13 @@ import re
 import socket
 from contextlib import AsyncExitStack
 
+from keywarden import logsafety
 from keywarden.compacted import TopicFollower
 from keywarden.settings import Settings
 from keywarden.vault import Keyring, Vault, VaultError
 from schemas.events.keys import ProviderKeyRecord
 from schemas.pricing import PricingCatalog, load_catalog
 from schemas.topics import SPEND
-from keywarden import logsafety
 from services.gateway.budget import BudgetLedger
 from services.gateway.errors import NoProviderKey
 from services.gateway.forward import Upstream
