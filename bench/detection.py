@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from bench.results import machine_info, write_result
-from pipelines.detect.agents import BatchOutput, DetectConfig, KeyAnalyzer
+from pipelines.detect.agents import KeyAnalyzer
+from pipelines.detect.batch import BatchOutput, DetectConfig
 from pipelines.pricing import PricedRequest
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import StateTables

@@ -353,7 +353,7 @@ class Settings(BaseSettings):
         description="old provider key / wrapped-key secret validity after rotation",
     )
 
-    # --- key vault (services/gateway/vault.py) ------------------------------------------
+    # --- key vault (keywarden/vault.py) -------------------------------------------------
     # KEKs come from KEYWARDEN_KEK_<version> (base64 of 32 bytes) when any is set, else from
     # kek_file (JSON keyring), else from <home>/keyring.json (created 0600 on first use).
     kek_file: Path | None = Field(

@@ -1,6 +1,6 @@
 """`keywarden pipeline …` sub-commands: `run` (a faust worker) and `reprice` (restate prices).
 
-Mounted by keywarden/cli.py: `add_pipeline_commands(pipeline.add_subparsers(...))`.
+Mounted by keywarden/cli/main.py: `add_pipeline_commands(pipeline.add_subparsers(...))`.
 """
 
 from __future__ import annotations

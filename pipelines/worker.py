@@ -27,9 +27,9 @@ from pipelines.detect.agents import (
     ANOMALY_COLUMNS,
     BASELINE_COLUMNS,
     AnalyticsStep,
-    DetectConfig,
     KeyAnalyzer,
 )
+from pipelines.detect.batch import DetectConfig
 from pipelines.detect.runs import RunsProcessor, RunsStats
 from pipelines.detect.timers import KeyHygieneCheck
 from pipelines.health import HealthServer, WorkerHealth, ledger_lag

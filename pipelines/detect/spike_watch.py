@@ -39,7 +39,7 @@ from pipelines.sinks.clickhouse import now_version
 from schemas.events.request import KeyTags
 
 if TYPE_CHECKING:
-    from pipelines.detect.agents import BatchOutput, DetectConfig
+    from pipelines.detect.batch import BatchOutput, DetectConfig
 
 SLOT = timedelta(minutes=5)
 _TICK = timedelta(microseconds=1)

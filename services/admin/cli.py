@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from keywarden.settings import ConfigError, Settings, load_settings
+from keywarden.vault import VaultError
 from schemas.events.admin import Role
 from services.admin.cli_client import AdminClient, AdminClientError
 from services.admin.cli_common import run, usd
@@ -29,7 +30,7 @@ def _run_local(
     def handler(args: argparse.Namespace) -> int:
         try:
             return asyncio.run(action(args, load_settings()))
-        except (AdminApiError, AdminError, GatewayError, ConfigError) as error:
+        except (AdminApiError, AdminError, GatewayError, VaultError, ConfigError) as error:
             print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

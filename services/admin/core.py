@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from keywarden.kafka import KafkaUnavailable, kafka_errors
 from keywarden.settings import Settings
+from keywarden.vault import VaultError
 from schemas.events.admin import AdminCredentialRecord, AdminRegistryEvent
 from schemas.events.audit import AdminAction, AuditEvent, EntityKind
 from schemas.events.keys import WrappedKeyRecord
@@ -32,7 +33,6 @@ from services.admin.errors import (
 )
 from services.admin.registry_writer import KeyAdmin
 from services.admin.roles import Action, Caller, LocalCaller, Refusal
-from services.gateway.errors import VaultError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from keywarden import logsafety
 from keywarden.kafka import KafkaUnavailable, ensure_topics, kafka_errors, make_producer
 from keywarden.settings import Settings
+from keywarden.vault import Keyring, Vault
 from schemas.events.audit import AuditEvent
 from schemas.events.keys import (
     GraceSecret,
@@ -31,10 +33,8 @@ from schemas.events.keys import (
 from schemas.events.request import KeyTags, Provider
 from schemas.topics import AUDIT, KEYS_REGISTRY, TOPICS
 from services.admin.errors import AdminError, RegistryUnavailable
-from services.gateway import logsafety
 from services.gateway.auth import IssuedKey, issue_wrapped_key, looks_like_wrapped_key
 from services.gateway.registry import Registry, load_registry
-from services.gateway.vault import Keyring, Vault
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from clickhouse_connect.driver import Client
 from keywarden.compacted import TopicFollower, read_to_end
 from keywarden.kafka import KafkaUnavailable, ensure_topics, make_producer
 from keywarden.settings import Settings
+from keywarden.vault import Keyring, Vault, VaultError
 from schemas.events.admin import AdminCredentialRecord, Role
 from schemas.topics import ADMIN_REGISTRY, ALERTS, AUDIT, TOPICS
 from services.admin.audit_sink import AuditSink
@@ -28,9 +29,7 @@ from services.admin.provider_keys import ProviderKeyOperations
 from services.admin.reads import UsageReads
 from services.admin.registry_writer import KeyAdmin
 from services.admin.wrapped_keys import WrappedKeyOperations
-from services.gateway.errors import VaultError
 from services.gateway.registry import RegistryFollower
-from services.gateway.vault import Keyring, Vault
 
 BOOTSTRAP_ACTOR = "keywarden-bootstrap"
 

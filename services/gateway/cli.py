@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from keywarden.settings import ConfigError, Settings, load_settings
+from keywarden.vault import VaultError
 from services.gateway.errors import GatewayError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -28,7 +29,7 @@ def _run_local(
             settings = load_settings()
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 return runner.run(action(args, settings))
-        except (GatewayError, ConfigError) as error:
+        except (GatewayError, VaultError, ConfigError) as error:
             print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -164,37 +164,13 @@ class UpstreamTimeout(UpstreamError):
     status_code = 504
 
 
-# --- key material ---------------------------------------------------------------------------
-
-
-class VaultError(GatewayError):
-    """A key-encryption problem; never carries key material."""
-
-    status_code = 500
-
-
-class KekMissing(VaultError):
-    """The keyring has no key-encryption key of the version a ciphertext needs."""
-
-
-class DecryptionFailed(VaultError):
-    """A ciphertext failed authentication: it was altered, or belongs to another key id."""
-
-
-class KeyringError(VaultError):
-    """The keyring file or variables are malformed; the message names the source."""
-
-
 __all__ = [
     "AuthError",
     "BudgetExceeded",
-    "DecryptionFailed",
     "GatewayError",
     "InvalidRequest",
-    "KekMissing",
     "KeyExpired",
     "KeyRevoked",
-    "KeyringError",
     "ModelNotAllowed",
     "NoProviderKey",
     "PolicyViolation",
@@ -204,5 +180,4 @@ __all__ = [
     "SpendDataStale",
     "UpstreamError",
     "UpstreamTimeout",
-    "VaultError",
 ]

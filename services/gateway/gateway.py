@@ -9,14 +9,15 @@ import re
 import socket
 from contextlib import AsyncExitStack
 
+from keywarden import logsafety
 from keywarden.compacted import TopicFollower
 from keywarden.settings import Settings
+from keywarden.vault import Keyring, Vault, VaultError
 from schemas.events.keys import ProviderKeyRecord
 from schemas.pricing import PricingCatalog, load_catalog
 from schemas.topics import SPEND
-from services.gateway import logsafety
 from services.gateway.budget import BudgetLedger
-from services.gateway.errors import NoProviderKey, VaultError
+from services.gateway.errors import NoProviderKey
 from services.gateway.forward import Upstream
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.policy import ClientAddressResolver
@@ -24,7 +25,6 @@ from services.gateway.publisher import EventPublisher
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.registry import Registry, RegistryFollower
 from services.gateway.spool import Spool
-from services.gateway.vault import Keyring, Vault
 
 log = logging.getLogger(__name__)
 

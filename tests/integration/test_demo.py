@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from keywarden.demo import DEMO_ACTOR, DEMO_KEYS, create_demo_keys
+from keywarden.cli.demo import DEMO_ACTOR, DEMO_KEYS, create_demo_keys
 from keywarden.settings import PROJECT_ROOT, Settings
 from schemas.events.admin import Role
 from services.admin.errors import Forbidden

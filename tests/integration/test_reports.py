@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keywarden.report import Progress, add_report_commands
+from keywarden.cli.report import Progress, add_report_commands
 from keywarden.settings import get_settings
 from tests.support.finops_seed import seed_finops
 from tests.support.waiting import wait_until

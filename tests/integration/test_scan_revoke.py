@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from keywarden.scan import add_scan_commands
-from keywarden.scan.revoke import AdminServiceRevoker, RevocationUnavailable, scan_actor
+from keywarden.cli.scan import add_scan_commands
+from keywarden.cli.scan.revoke import AdminServiceRevoker, RevocationUnavailable, scan_actor
 from keywarden.settings import Settings
 from schemas.events.admin import Role
 from services.admin.registry_writer import KeyAdmin

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pipelines.detect.agents import BatchOutput, DetectConfig, KeyAnalyzer
+from pipelines.detect.agents import KeyAnalyzer
+from pipelines.detect.batch import BatchOutput, DetectConfig
 from pipelines.pricing import price
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import StateTables

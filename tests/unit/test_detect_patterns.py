@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from bench.detection import SHAPES, START, generate
 from bench.detection import replay as bench_replay
-from pipelines.detect.agents import BatchOutput, DetectConfig, KeyAnalyzer
+from pipelines.detect.agents import KeyAnalyzer
+from pipelines.detect.batch import BatchOutput, DetectConfig
 from pipelines.pricing import price
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import StateTables

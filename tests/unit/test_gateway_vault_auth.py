@@ -11,6 +11,7 @@ import stat
 import pytest
 
 from keywarden.settings import load_settings
+from keywarden.vault import DecryptionFailed, KekMissing, Keyring, KeyringError, Vault
 from schemas.events.keys import WrappedKeyRecord
 from services.gateway.auth import (
     KeyIndex,
@@ -19,14 +20,7 @@ from services.gateway.auth import (
     hash_wrapped_key,
     issue_wrapped_key,
 )
-from services.gateway.errors import (
-    AuthError,
-    DecryptionFailed,
-    KekMissing,
-    KeyRevoked,
-    KeyringError,
-)
-from services.gateway.vault import Keyring, Vault
+from services.gateway.errors import AuthError, KeyRevoked
 
 SECRET = "sk-live-very-secret-provider-key"
 

@@ -3,7 +3,7 @@ test command it shows."""
 
 from __future__ import annotations
 
-from keywarden.config import README, effective, readme_with_reference
+from keywarden.cli.config import README, effective, readme_with_reference
 from keywarden.settings import PROJECT_ROOT, load_settings
 
 

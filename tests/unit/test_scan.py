@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from keywarden.scan import add_scan_commands, scan_text
-from keywarden.scan.patterns import DETECTORS, mask
-from keywarden.scan.revoke import RevocationUnavailable, RevokeOutcome, Revoker, RevokeResult
-from keywarden.scan.scanner import Finding, Scanner
+from keywarden.cli.scan import add_scan_commands, scan_text
+from keywarden.cli.scan.patterns import DETECTORS, mask
+from keywarden.cli.scan.revoke import RevocationUnavailable, RevokeOutcome, Revoker, RevokeResult
+from keywarden.cli.scan.scanner import Finding, Scanner
 from services.gateway.auth import issue_wrapped_key
 
 ALNUM = string.ascii_letters + string.digits

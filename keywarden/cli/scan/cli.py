@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from keywarden.scan.revoke import RevocationUnavailable, Revoker, RevokeResult
-from keywarden.scan.scanner import DEFAULT_MAX_FILE_MB, Finding, ScanError, Scanner
+from keywarden.cli.scan.revoke import RevocationUnavailable, Revoker, RevokeResult
+from keywarden.cli.scan.scanner import DEFAULT_MAX_FILE_MB, Finding, ScanError, Scanner
 
 OpenRevoker = Callable[[], AbstractContextManager[Revoker]]
 
@@ -22,7 +22,7 @@ EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 def open_admin_revoker() -> AbstractContextManager[Revoker]:
     """The admin service's revoker, configured from the KEYWARDEN_* settings."""
-    from keywarden.scan.revoke import AdminServiceRevoker
+    from keywarden.cli.scan.revoke import AdminServiceRevoker
     from keywarden.settings import ConfigError, get_settings
 
     try:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from keywarden.scan.scanner import ScanError
+from keywarden.cli.scan.scanner import ScanError
 
 if TYPE_CHECKING:
     from keywarden.settings import Settings
@@ -123,8 +123,8 @@ class AdminServiceRevoker:
 
 
 def _admin_errors() -> tuple[type[Exception], ...]:
+    from keywarden.vault import VaultError
     from services.admin.errors import AdminApiError, AdminError
-    from services.gateway.errors import VaultError
 
     return (AdminApiError, AdminError, VaultError)
 

@@ -2,10 +2,10 @@
 git index and git history, reports them masked, and can revoke the wrapped ones it finds.
 """
 
-from keywarden.scan.cli import add_scan_commands, run_scan
-from keywarden.scan.patterns import DETECTORS, Detector
-from keywarden.scan.revoke import RevokeOutcome, Revoker, RevokeResult
-from keywarden.scan.scanner import Finding, IgnoreRules, ScanError, Scanner, scan_text
+from keywarden.cli.scan.cli import add_scan_commands, run_scan
+from keywarden.cli.scan.patterns import DETECTORS, Detector
+from keywarden.cli.scan.revoke import RevokeOutcome, Revoker, RevokeResult
+from keywarden.cli.scan.scanner import Finding, IgnoreRules, ScanError, Scanner, scan_text
 
 __all__ = [
     "DETECTORS",

@@ -14,10 +14,10 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from keywarden.cli.report.progress import Progress
+from keywarden.cli.report.render import FORMATS, render
 from keywarden.clickhouse import get_client
 from keywarden.queries import QueryError, QueryRows, run_query
-from keywarden.report.progress import Progress
-from keywarden.report.render import FORMATS, render
 
 SPEND_DIMENSIONS = ("team", "service", "environment", "cost_center", "model", "provider", "key")
 GRAINS = ("day", "week", "month")
@@ -272,7 +272,7 @@ def _handler_for(report: Report) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m keywarden.report report spend --by team` (the CLI mounts the same parsers)."""
+    """`python -m keywarden.cli.report report spend --by team` (the CLI mounts the same parsers)."""
     parser = argparse.ArgumentParser(prog="keywarden")
     add_report_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ def _produce_synthetic(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from keywarden.demo import run_demo
+    from keywarden.cli.demo import run_demo
 
     return run_demo(get_settings(), events=args.events)
 
@@ -41,11 +41,11 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from deploy.local.cli import add_kafka_commands
     from deploy.local.warehouse_cli import add_db_commands, add_warehouse_commands
-    from keywarden.config import add_config_commands
-    from keywarden.events import add_events_commands
-    from keywarden.pricing_cli import add_pricing_commands
-    from keywarden.report import add_report_commands
-    from keywarden.scan.cli import add_scan_commands
+    from keywarden.cli.config import add_config_commands
+    from keywarden.cli.events import add_events_commands
+    from keywarden.cli.pricing import add_pricing_commands
+    from keywarden.cli.report import add_report_commands
+    from keywarden.cli.scan.cli import add_scan_commands
     from pipelines.cli import add_pipeline_commands
     from services.admin.cli import add_admin_commands
     from services.admin.cli_keys import add_keys_commands

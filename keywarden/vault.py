@@ -4,6 +4,9 @@ hashes, and AES-256-GCM sealing of provider keys with the provider key id as ass
 Keyring sources, first match wins: `KEYWARDEN_KEK_<version>` variables (base64 of 32 bytes, with
 `KEYWARDEN_KEY_PEPPER`), the JSON file at `KEYWARDEN_KEK_FILE`, else `<home>/keyring.json`, which
 is created with mode 0600 on first use (the embedded default for one machine).
+
+Base layer: the gateway unseals provider keys with it and the admin service seals them; its
+errors live here so neither service depends on the other for them.
 """
 
 from __future__ import annotations
@@ -24,9 +27,32 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keywarden.settings import Settings
 from schemas.events.keys import SealedSecret
-from services.gateway.errors import DecryptionFailed, KekMissing, KeyringError
 
 log = logging.getLogger(__name__)
+
+
+class VaultError(Exception):
+    """A key-encryption problem; never carries key material."""
+
+    status_code = 500
+    retriable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class KekMissing(VaultError):
+    """The keyring has no key-encryption key of the version a ciphertext needs."""
+
+
+class DecryptionFailed(VaultError):
+    """A ciphertext failed authentication: it was altered, or belongs to another key id."""
+
+
+class KeyringError(VaultError):
+    """The keyring file or variables are malformed; the message names the source."""
+
 
 KEK_BYTES = 32
 NONCE_BYTES = 12
@@ -213,4 +239,13 @@ class Vault:
         self._keyring = fresh
 
 
-__all__ = ["KEK_BYTES", "Keyring", "NONCE_BYTES", "Vault"]
+__all__ = [
+    "KEK_BYTES",
+    "NONCE_BYTES",
+    "DecryptionFailed",
+    "KekMissing",
+    "Keyring",
+    "KeyringError",
+    "Vault",
+    "VaultError",
+]

@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
-from keywarden.scan.patterns import DETECTORS, TRIGGERS, Detector, mask
+from keywarden.cli.scan.patterns import DETECTORS, TRIGGERS, Detector, mask
 
 ALLOW_MARKER = "keywarden:allow"  # on a line, e.g. `# keywarden:allow`: a deliberate fixture
 IGNORE_FILE = ".keywardenignore"
