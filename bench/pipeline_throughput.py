@@ -35,25 +35,15 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from bench.stack import new_database  # noqa: E402
 from keywarden.clickhouse import get_client  # noqa: E402
 from keywarden.kafka import ensure_topics, make_consumer  # noqa: E402
 from keywarden.settings import load_settings  # noqa: E402
 from keywarden.synthetic import produce, synthetic_traffic  # noqa: E402
 from pipelines.sinks.clickhouse import REQUEST_COLUMNS, now_version  # noqa: E402
 from schemas import topics  # noqa: E402
-from schemas.clickhouse.migrations import migrate  # noqa: E402
 
 BATCH = 5000
-
-
-def new_database(base_url: str, name: str) -> str:
-    url = f"{base_url.rsplit('/', 1)[0]}/{name}"
-    client = get_client(url, create_database=True)
-    try:
-        migrate(client)
-    finally:
-        client.close()
-    return url
 
 
 def count(url: str) -> int:
@@ -300,9 +290,8 @@ def main() -> int:
         events = synthetic_traffic(args.events, seed=42, spacing=spacing)
         print(f"producing {len(events)} events …", flush=True)
         asyncio.run(produce(events, settings))
-        suffix = uuid.uuid4().hex[:6]
-        pipeline_url = new_database(base_url, f"bench_pipeline_{suffix}")
-        baseline_url = new_database(base_url, f"bench_baseline_{suffix}")
+        pipeline_url = new_database(base_url, "bench_pipeline")
+        baseline_url = new_database(base_url, "bench_baseline")
         (scratch / "home").mkdir()
         pipeline = measure_pipeline(bootstrap, pipeline_url, len(events), scratch / "home",
                                     args.profile)
