@@ -79,8 +79,13 @@ class FakeConsumer:
         return batches
 
 
+# One fixed "now" for the log's timestamps and the readers' `since`: the log is built when the
+# module is imported, which can be many minutes before a test runs.
+NOW = datetime.now(UTC)
+
+
 def now_ms(minutes_ago: int) -> int:
-    return int((datetime.now(UTC) - timedelta(minutes=minutes_ago)).timestamp() * 1000)
+    return int((NOW - timedelta(minutes=minutes_ago)).timestamp() * 1000)
 
 
 LOG = {
@@ -113,7 +118,7 @@ async def test_a_reader_since_a_time_starts_at_the_first_record_that_recent(
     consumers(monkeypatch, FakeConsumer(LOG))
     seen: list[bytes | None] = []
     reader = TopicReader(TOPIC, load_settings())
-    await reader.start(since=datetime.now(UTC) - timedelta(minutes=45), must_exist=False)
+    await reader.start(since=NOW - timedelta(minutes=45), must_exist=False)
     await reader.read_to_end(lambda _k, v: seen.append(v))
     await reader.stop()
     assert seen == [None, b"3"] or seen == [b"3", None]  # partition 0's old records skipped
