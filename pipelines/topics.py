@@ -33,7 +33,7 @@ def declare_topics(app: faust.App) -> PipelineTopics:
 
     return PipelineTopics(
         requests=raw(names.REQUESTS),
-        minutes=raw(names.USAGE_MINUTES),
+        minutes=raw(names.usage_minutes_topic(app.conf.id)),
         dead_letters=raw(names.REQUESTS_DLQ),
         spend=raw(names.SPEND),
         alerts=raw(names.ALERTS),

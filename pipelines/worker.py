@@ -47,6 +47,7 @@ from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import DEAD_LETTER_COLUMNS, REQUEST_COLUMNS, ClickHouseSink
 from pipelines.topics import PipelineTopics, declare_topics
 from schemas.pricing import PricingCatalog, load_catalog
+from schemas.topics import TOPICS, USAGE_MINUTES, spec_of, usage_minutes_topic
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def build_pipeline(
     undecodable = batches.UndecodableBatches()
     batches.install(undecodable)
     stage = IngestStage(settings, processor, undecodable, group_id=f"{app.conf.id}.ingest",
+                        runs_topic=topics.minutes.get_topic_name(),
                         batch_rows=settings.sink_max_batch_rows,
                         batch_seconds=settings.sink_max_batch_seconds)
     analytics = add_analytics(app, topics, settings, processor, client)
@@ -357,7 +359,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # uvloop runs faust's per-message futures and callbacks 30-40% faster than asyncio's own
     # loop here (docs/benchmarks.md); mode's worker takes the loop from the policy.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(ensure_topics(settings))
+    runs = spec_of(usage_minutes_topic(settings.pipeline_app_id), like=USAGE_MINUTES)
+    asyncio.run(ensure_topics(settings, (*TOPICS, runs)))
     pipeline = build_pipeline(settings)
     tune_garbage_collector()
     worker = PipelineWorker(pipeline, settings, loglevel=loglevel, quiet=True)

@@ -43,8 +43,6 @@ class TopicSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(REQUESTS),
     TopicSpec(REQUESTS_DLQ, retention_ms=30 * 24 * 3600 * 1000),
-    # Partitioned like REQUESTS (the default count): a run goes to its source partition.
-    TopicSpec(USAGE_MINUTES, retention_ms=7 * 24 * 3600 * 1000),
     TopicSpec(SPEND, compacted=True),
     TopicSpec(ALERTS),
     TopicSpec(ALERTS_DLQ, retention_ms=30 * 24 * 3600 * 1000),
@@ -57,7 +55,19 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(AUDIT, partitions=1, retention_ms=365 * 24 * 3600 * 1000),
 )
 
-SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+# The pipeline's runs: one topic per pipeline deployment (`usage_minutes_topic`), created by
+# the worker. Partitioned like REQUESTS (the default count): a run goes to its source partition.
+USAGE_MINUTES_SPEC = TopicSpec(USAGE_MINUTES, retention_ms=7 * 24 * 3600 * 1000)
+
+SPECS: dict[str, TopicSpec] = {spec.name: spec for spec in (*TOPICS, USAGE_MINUTES_SPEC)}
+
+
+def usage_minutes_topic(app_id: str) -> str:
+    """The runs topic of the pipeline deployment `app_id` (`KEYWARDEN_PIPELINE_APP_ID`). It is
+    internal to that deployment, as faust's changelogs are: two deployments on one cluster (a
+    replay under a new app id beside production, a staging pipeline) each analyse only the runs
+    their own ingest stage wrote, never count each other's."""
+    return f"{USAGE_MINUTES}.{app_id}"
 
 
 def spec_of(name: str, like: str | None = None) -> TopicSpec:

@@ -75,8 +75,8 @@ class IngestStage:
     group_id: str
     batch_rows: int
     batch_seconds: float
+    runs_topic: str  # this deployment's (schemas.topics.usage_minutes_topic)
     source_topic: str = names.REQUESTS
-    runs_topic: str = names.USAGE_MINUTES
     transaction_timeout_ms: int = 60_000
     stats: IngestStageStats = field(default_factory=IngestStageStats)
     _consumer: AIOKafkaConsumer | None = None

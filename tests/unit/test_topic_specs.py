@@ -10,7 +10,16 @@ import pytest
 
 from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
-from schemas.topics import ALERTS_DELIVERED, ALERTS_DLQ, SPECS, TOPICS, TopicSpec, spec_of
+from schemas.topics import (
+    ALERTS_DELIVERED,
+    ALERTS_DLQ,
+    SPECS,
+    TOPICS,
+    USAGE_MINUTES,
+    TopicSpec,
+    spec_of,
+    usage_minutes_topic,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ("keywarden", "services", "pipelines", "deploy")
@@ -33,7 +42,16 @@ def test_a_renamed_topic_keeps_the_spec_of_the_topic_it_stands_for() -> None:
 
 
 def test_every_listed_topic_has_one_spec() -> None:
-    assert len(SPECS) == len(TOPICS)
+    assert len(SPECS) == len(TOPICS) + 1  # and the runs topic's, created per pipeline deployment
+    assert USAGE_MINUTES not in {spec.name for spec in TOPICS}
+
+
+def test_each_pipeline_deployment_has_its_own_runs_topic_with_the_runs_spec() -> None:
+    # a replay under a new app id beside production must not feed production's analytics
+    ours, theirs = usage_minutes_topic("keywarden-pipeline"), usage_minutes_topic("replay-2026")
+    assert ours != theirs and {ours, theirs}.isdisjoint(SPECS)
+    spec = spec_of(ours, like=USAGE_MINUTES)
+    assert (spec.name, spec.retention_ms) == (ours, SPECS[USAGE_MINUTES].retention_ms)
 
 
 def _offences(path: Path) -> list[str]:
