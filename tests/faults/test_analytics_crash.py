@@ -15,7 +15,16 @@ from keywarden.settings import load_settings
 from keywarden.synthetic import produce
 from schemas import topics
 from schemas.events.request import Provider, Usage
-from tests.support.analytics import Key, cost, query, read_topic, register_key, unique, wait_for
+from tests.support.analytics import (
+    Key,
+    cost,
+    latest_spend,
+    query,
+    read_topic,
+    register_key,
+    unique,
+    wait_for,
+)
 
 DAY = datetime(2026, 10, 20, tzinfo=UTC)
 PER_KEY = 1000
@@ -86,8 +95,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     observed: dict = {}
 
     async def spend_settled() -> dict:
-        records = await read_topic(kafka_broker.bootstrap, topics.SPEND, names, idle_ms=700)
-        last = {r["wrapped_key_id"]: r for r in records}
+        last = await latest_spend(kafka_broker.bootstrap, names)
         observed.update({k: (v.get("day"), v.get("requests_today")) for k, v in last.items()})
         done = all(last.get(key, {}).get("requests_today") == exact[key][0] for key in names)
         return last if done else {}

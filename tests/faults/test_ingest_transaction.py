@@ -19,7 +19,15 @@ from keywarden.synthetic import produce
 from schemas import topics
 from schemas.events.request import Provider, Usage
 from tests.faults.support import distinct_ids, stored_totals
-from tests.support.analytics import Key, cost, read_topic, register_key, unique, wait_for
+from tests.support.analytics import (
+    Key,
+    cost,
+    latest_spend,
+    read_topic,
+    register_key,
+    unique,
+    wait_for,
+)
 
 DAY = datetime(2026, 10, 21, tzinfo=UTC)
 PER_KEY = 600
@@ -102,8 +110,7 @@ async def test_sigkill_between_insert_and_commit_redoes_both_exactly(
     assert unique_ids == rows == len(events)
 
     async def spend_exact() -> dict:
-        records = await read_topic(kafka_broker.bootstrap, topics.SPEND, names, idle_ms=700)
-        last = {r["wrapped_key_id"]: r for r in records}
+        last = await latest_spend(kafka_broker.bootstrap, names)
         done = all(last.get(key, {}).get("requests_today") == exact[key][0] for key in names)
         return last if done else {}
 

@@ -17,7 +17,15 @@ from keywarden.synthetic import produce
 from schemas import topics
 from schemas.events.request import Provider, Usage
 from tests.faults.support import distinct_ids, exact_totals, stored_totals
-from tests.support.analytics import Key, cost, read_topic, register_key, unique, wait_for
+from tests.support.analytics import (
+    Key,
+    cost,
+    latest_spend,
+    read_topic,
+    register_key,
+    unique,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +94,7 @@ async def test_sigkill_twice_mid_batch_keeps_sums_exact_and_alerts_single(
     observed: dict = {}
 
     async def spend_exact() -> dict:
-        records = await read_topic(kafka_broker.bootstrap, topics.SPEND, names, idle_ms=700)
-        last = {r["wrapped_key_id"]: r for r in records}
+        last = await latest_spend(kafka_broker.bootstrap, names)
         observed.update({k: (v.get("day"), v.get("requests_today"), v.get("spend_today_usd"))
                          for k, v in last.items()})
         ok = all(last.get(k, {}).get("requests_today") == expected[k][0] for k in names)

@@ -14,10 +14,9 @@ from aiokafka.errors import KafkaError
 from keywarden.kafka import ensure_topics, make_admin
 from keywarden.settings import Settings, load_settings
 from keywarden.synthetic import produce
-from schemas import topics
 from schemas.events.request import Provider, Usage
 from tests.faults.support import distinct_ids, exact_totals, stored_totals
-from tests.support.analytics import Key, read_topic, unique, wait_for
+from tests.support.analytics import Key, latest_spend, unique, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -103,8 +102,7 @@ async def test_survivor_takes_over_a_killed_workers_partitions_exactly(
     # The per-key state of the killed worker's partitions, recovered by the survivor from the
     # changelogs, counts each event once.
     async def spend_exact() -> dict:
-        records = await read_topic(kafka_broker.bootstrap, topics.SPEND, names, idle_ms=700)
-        last = {r["wrapped_key_id"]: r for r in records}
+        last = await latest_spend(kafka_broker.bootstrap, names)
         exact = all(last.get(k, {}).get("requests_today") == expected[k][0] for k in names)
         return last if exact else {}
 

@@ -17,6 +17,7 @@ from tests.support.analytics import (
     Key,
     cost,
     hourly_traffic,
+    latest_spend,
     query,
     read_topic,
     register_key,
@@ -75,8 +76,7 @@ async def test_eight_days_replayed_alert_the_surge_the_new_model_and_the_budget_
 
     async def spend_settled() -> dict:
         # wait on the figures themselves: each key's partition is processed at its own pace
-        records = await read_topic(kafka_broker.bootstrap, topics.SPEND, names, idle_ms=700)
-        last = {r["wrapped_key_id"]: r for r in records}
+        last = await latest_spend(kafka_broker.bootstrap, names)
         observed.update({k: (v.get("day"), v.get("requests_today")) for k, v in last.items()})
         done = last.get(budgeted.wrapped_key_id, {}).get("requests_today") == 40 and (
             last.get(surging.wrapped_key_id, {}).get("requests_today") == day8_count)

@@ -11,11 +11,17 @@ from datetime import UTC, datetime, timedelta
 from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
 from keywarden.synthetic import produce
-from schemas import topics
 from schemas.events.request import Provider, Usage
 from services.fakes.slack import DEFAULT_TOKEN, FakeSlack
 from services.notifier import Notifier
-from tests.support.analytics import Key, hourly_traffic, query, read_topic, unique, wait_for
+from tests.support.analytics import (
+    Key,
+    hourly_traffic,
+    latest_spend,
+    query,
+    unique,
+    wait_for,
+)
 
 DAY1 = datetime(2026, 9, 7, tzinfo=UTC)  # a Monday
 DAY8 = DAY1 + timedelta(days=7)
@@ -73,10 +79,8 @@ async def test_a_spike_reaches_slack_as_one_message(
             for key_id, day in last_day.items()}
 
         async def history_analysed() -> bool:
-            records = await read_topic(kafka_broker.bootstrap, topics.SPEND, set(expected),
-                                       idle_ms=500)
-            last = {r["wrapped_key_id"]: (r["day"], r["requests_today"]) for r in records}
-            return last == expected
+            last = await latest_spend(kafka_broker.bootstrap, set(expected))
+            return {k: (r["day"], r["requests_today"]) for k, r in last.items()} == expected
 
         await wait_for(history_analysed, 60, "seven days of history analysed")
         assert spike_posts(fake_slack, surging.wrapped_key_id) == []

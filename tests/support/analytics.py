@@ -117,6 +117,12 @@ async def read_topic(bootstrap: str, topic: str, keys: set[str], idle_ms: int = 
     return found
 
 
+async def latest_spend(bootstrap: str, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The newest usage.spend.v1 record of each of `keys` (the per-key state as last published)."""
+    records = await read_topic(bootstrap, topics.SPEND, keys, idle_ms=700)
+    return {r["wrapped_key_id"]: r for r in records}
+
+
 def query(url: str, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
     client = get_client(url)
     try:
