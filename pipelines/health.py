@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 from faust.exceptions import ConsumerNotStarted
 
+from pipelines.watchdog import oldest_step
+
 log = logging.getLogger(__name__)
 
 Counter = tuple[str, float]  # help text, value
@@ -46,7 +48,8 @@ class WorkerHealth:
     """Judges one worker from its app's services, its lag and its progress.
 
     `lag()` gives, per assigned source partition, the records not stored yet (None: unknown);
-    `progress()` any number that grows whenever records are stored or dead-lettered."""
+    `progress()` any number that grows whenever records are stored or dead-lettered;
+    `stuck_step()` the batch step running longest and for how long (pipelines/watchdog.py)."""
 
     app: Any
     lag: Callable[[], Mapping[Any, int | None]]
@@ -54,6 +57,7 @@ class WorkerHealth:
     stall_seconds: float
     dead_after: float = DEAD_AFTER_SECONDS
     clock: Callable[[], float] = time.monotonic
+    stuck_step: Callable[[float], tuple[str, float] | None] = oldest_step
     _last_progress: int | None = None
     _progress_at: float = 0.0
     _down_since: dict[str, float] = field(default_factory=dict)
@@ -97,6 +101,13 @@ class WorkerHealth:
         elif now - self._progress_at >= self.stall_seconds:
             problems.append(f"lag stalled: {behind} records behind, nothing stored for "
                             f"{now - self._progress_at:.0f} s")
+        stuck = self.stuck_step(now)
+        if stuck is not None and stuck[1] >= self.stall_seconds and not any(
+                p.startswith("lag stalled") for p in problems):
+            # behind by a batch whatever the measured lag says (None before a first commit,
+            # or a highwater the consumer has not refreshed while it waits for this step)
+            problems.append(f"lag stalled: batch step {stuck[0]!r} running for "
+                            f"{stuck[1]:.0f} s")
 
         live = not problems
         return HealthReport(live=live, ready=live and assigned, problems=problems)

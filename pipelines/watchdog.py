@@ -1,19 +1,35 @@
-"""Names the step a batch is stuck in: a warning when one takes longer than expected.
+"""Names the step a batch is stuck in, and tells the worker's health how long it has been.
 
 A worker that stops making progress is otherwise silent (every step waits on a network peer);
 `async with slow_step("confirm changelog"):` logs once after `warn_after` seconds and again
-every further `warn_after`, with the step's name, until the step ends.
+every further `warn_after`, with the step's name, until the step ends. `oldest_step()` gives
+the longest-running step of this process, which liveness fails on once it runs longer than the
+stall limit (pipelines/health.py): a batch stuck in a step is a lag that stopped moving even
+when the partition's lag cannot be measured (no commit yet, or a highwater not refreshed while
+the consumer waits for the step).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
 
 log = logging.getLogger("pipelines.watchdog")
+
+_running: dict[int, tuple[str, float]] = {}  # token -> (step name, monotonic start)
+_tokens = itertools.count()
+
+
+def oldest_step(now: float | None = None) -> tuple[str, float] | None:
+    """The step of this process that has run longest, with its age in seconds (None: none)."""
+    if not _running:
+        return None
+    name, started = min(_running.values(), key=lambda step: step[1])
+    return name, (time.monotonic() if now is None else now) - started
 
 
 @contextlib.asynccontextmanager
@@ -21,6 +37,8 @@ async def slow_step(name: str, warn_after: float = 15.0) -> AsyncIterator[None]:
     started = time.monotonic()
     loop = asyncio.get_running_loop()
     handle: asyncio.TimerHandle | None = None
+    token = next(_tokens)
+    _running[token] = (name, started)
 
     def warn() -> None:
         nonlocal handle
@@ -31,5 +49,6 @@ async def slow_step(name: str, warn_after: float = 15.0) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        _running.pop(token, None)
         if handle is not None:
             handle.cancel()

@@ -84,6 +84,9 @@ class IngestStage:
     _stopping: bool = False
     _runs: list[Any] = field(default_factory=list)
     _stored: dict[TopicPartition, int] = field(default_factory=dict)  # committed positions
+    # first offset fetched per partition since its assignment: the lag of a partition that has
+    # records but no commit yet is measured from there
+    _first_fetched: dict[TopicPartition, int] = field(default_factory=dict)
     _in_flight: asyncio.Future[dict[TopicPartition, int]] | None = None
     _last_starts: dict[TopicPartition, int] = field(default_factory=dict)
     _generation: int = 0  # rebalances so far
@@ -130,6 +133,7 @@ class IngestStage:
             await asyncio.wait([in_flight])
         for tp in revoked:
             self._stored.pop(tp, None)
+            self._first_fetched.pop(tp, None)
             producer = self._producers.pop(tp, None)
             if producer is not None:
                 await producer.stop()
@@ -162,6 +166,8 @@ class IngestStage:
                                        max_records=self.batch_rows)
         generation = self._generation
         starts = {tp: records[0].offset for tp, records in batch.items() if records}
+        for tp, offset in starts.items():
+            self._first_fetched.setdefault(tp, offset)
         stepped = self.undecodable.take(self.source_topic)
         try:
             touched = {tp for tp, records in batch.items() if records}
@@ -298,13 +304,15 @@ class IngestStage:
         self._stored[tp] = position
 
     def lag(self) -> dict[TopicPartition, int | None]:
-        """Per assigned source partition: highwater minus the offset committed with its runs."""
+        """Per assigned source partition: highwater minus the offset committed with its runs
+        (before a first commit: minus the first offset fetched; None when neither is known)."""
         consumer = self._consumer
         if consumer is None:
             return {}
         result: dict[TopicPartition, int | None] = {}
         for tp in consumer.assignment():
-            stored, end = self._stored.get(tp), consumer.highwater(tp)
+            stored = self._stored.get(tp, self._first_fetched.get(tp))
+            end = consumer.highwater(tp)
             result[tp] = None if stored is None or end is None else max(end - stored, 0)
         return result
 

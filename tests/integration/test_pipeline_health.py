@@ -12,8 +12,10 @@ from keywarden.kafka import ensure_topics
 from keywarden.settings import load_settings
 from keywarden.synthetic import produce
 from schemas.events.request import Provider, Usage
+from schemas.topics import REQUESTS
 from tests.faults.support import distinct_ids, via_port
 from tests.support.analytics import Key, unique, wait_for
+from tests.support.kafka import committed_to_end
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -29,7 +31,8 @@ async def test_liveness_fails_while_the_lag_stalls_and_passes_once_it_moves_agai
     second = [key.event(start + timedelta(seconds=10 + i)) for i in range(5)]
     with TcpProxy("127.0.0.1", warehouse.port) as proxy:
         direct = warehouse.migrated_database()
-        worker = run_pipeline(via_port(direct, proxy.port),
+        app_id = unique("kw-health")
+        worker = run_pipeline(via_port(direct, proxy.port), app_id=app_id,
                               KEYWARDEN_PIPELINE_STALL_SECONDS="3")
 
         async def probe(path: str, status: int, text: str = "") -> bool:
@@ -39,6 +42,10 @@ async def test_liveness_fails_while_the_lag_stalls_and_passes_once_it_moves_agai
         await wait_for(lambda: probe("/readyz", 200), 60, "the worker to be ready")
         assert await produce(first, settings) == 5
         await wait_for(lambda: _stored(direct, key, 5), 60, "the first events stored")
+        # the shared topic holds every earlier test's records: the cut comes once the worker
+        # has worked through all of them, so that what stalls is this test's second batch
+        await wait_for(lambda: committed_to_end(settings, f"{app_id}.ingest", REQUESTS),
+                       120, "the worker to catch up with the source topic")
         assert await probe("/healthz", 200)
 
         proxy.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from pipelines.health import WorkerHealth
+from pipelines.watchdog import oldest_step, slow_step
 
 
 def idle_app() -> faust.App:
@@ -30,3 +31,32 @@ async def test_an_unstarted_worker_is_alive_but_not_ready() -> None:
     report = health.check()
     assert report.live and not report.ready and not report.fatal
 
+
+
+async def test_a_batch_step_running_past_the_stall_limit_fails_liveness_whatever_the_lag() -> None:
+    # What a full suite once saw: a partition with records but no commit yet (lag unknown),
+    # its batch stuck in the dead-letter step while ClickHouse was unreachable.
+    now = [1000.0]
+    steps: list[tuple[str, float]] = []
+    health = WorkerHealth(app=idle_app(), lag=lambda: {"p0": None}, progress=lambda: 7,
+                          stall_seconds=3, clock=lambda: now[0],
+                          stuck_step=lambda at: steps[0] if steps else None)
+    assert health.check().live
+    steps.append(("dead-letter", 2.0))
+    assert health.check().live  # under the limit: a slow step, not a stall
+    steps[0] = ("dead-letter", 3.5)
+    report = health.check()
+    assert not report.live and not report.fatal
+    assert report.problems == ["lag stalled: batch step 'dead-letter' running for 4 s"]
+    steps.clear()
+    assert health.check().live
+
+
+async def test_slow_step_reports_the_oldest_running_step_until_it_ends() -> None:
+    assert oldest_step() is None
+    async with slow_step("store request rows"):
+        async with slow_step("dead-letter"):
+            name, age = oldest_step()  # type: ignore[misc]
+            assert name == "store request rows" and age >= 0
+        assert oldest_step()[0] == "store request rows"  # type: ignore[index]
+    assert oldest_step() is None
