@@ -8,6 +8,10 @@ STAMP  := $(VENV)/.installed
 # LiteLLM's proxy plus aiokafka in their own venv, for the test of keywarden's LiteLLM callback
 # (tests/support/litellm.py installs them, ~2 min once, then this stamp). A failure stops `make test`.
 LITELLM_STAMP := .venv-bench/.keywarden-litellm
+# Test processes (pytest-xdist): each runs whole files with its own broker and warehouse, since
+# most tests wait on a broker, a worker or a timeout rather than on a core. 1: one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: setup demo test faults unit bench lint clean
 
@@ -24,12 +28,12 @@ demo: setup
 	$(BIN)/keywarden demo
 
 test: setup $(LITELLM_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # The fault-injection suite alone (Kafka restarts, SIGKILLed workers, 30 s and 60 s outages):
 # about 3 minutes; `make test` runs it too.
 faults: setup
-	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest $(XDIST) tests/faults
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit

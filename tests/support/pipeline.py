@@ -2,15 +2,23 @@
 
 Fixture: `run_pipeline` (a factory that starts a worker against the session broker and a
 database, such as `warehouse_db`, and stops or kills it at the end).
+
+Every test shares the session broker's `llm.requests.v1`. A worker under a new app id starts
+where that topic ended when the test began (its ingest group's offsets are committed there
+before it starts), so it reads what its own test produced, not every earlier test's records:
+without that, each worker worked through the whole suite's backlog first, and how long that took
+depended on which tests had run before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -19,8 +27,67 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from keywarden.settings import PROJECT_ROOT
+from schemas.topics import REQUESTS
+
+Offsets = dict[TopicPartition, int]
+
+
+def source_ends(bootstrap: str, topic: str = REQUESTS) -> Offsets:
+    """The end offset of each partition of `topic` now (empty when it does not exist yet)."""
+
+    async def read() -> Offsets:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()  # fetches the cluster's metadata
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            return dict(await consumer.end_offsets(tps)) if tps else {}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def start_group_at(bootstrap: str, group_id: str, offsets: Offsets) -> None:
+    """Commit `offsets` for `group_id` unless the group has committed any already (a worker
+    restarted under the same app id goes on from its own commits)."""
+
+    async def commit() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(list(offsets))
+            if all(await consumer.committed(tp) is None for tp in offsets):
+                await consumer.commit(offsets)
+        finally:
+            await consumer.stop()
+
+    if offsets:
+        asyncio.run(commit())
+
+
+def _in_a_thread(function: Callable[..., object], *args: object) -> object:
+    """Run blocking `function` off the test's event loop (asyncio.run cannot nest in it)."""
+    result: list[object] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(function(*args))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name="kw-test-offsets")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
 
 
 @dataclass
@@ -77,10 +144,15 @@ class PipelineProcess:
 def run_pipeline(
     kafka_broker: object, tmp_path: Path
 ) -> Iterator[Callable[..., PipelineProcess]]:
-    """Start pipeline workers; each gets its own consumer group unless `app_id` is shared."""
+    """Start pipeline workers; each gets its own consumer group unless `app_id` is shared.
+    A worker starts at the source topic's end as of this test's start (module docstring);
+    `from_beginning=True` reads the whole topic."""
+    bootstrap: str = kafka_broker.bootstrap  # type: ignore[attr-defined]
+    ends = _in_a_thread(source_ends, bootstrap)
     started: list[PipelineProcess] = []
 
-    def start(clickhouse_url: str, app_id: str | None = None, **extra: str) -> PipelineProcess:
+    def start(clickhouse_url: str, app_id: str | None = None, *, from_beginning: bool = False,
+              **extra: str) -> PipelineProcess:
         with socket.socket() as probe:  # each worker its own health port
             probe.bind(("127.0.0.1", 0))
             health_port = int(probe.getsockname()[1])
@@ -89,13 +161,17 @@ def run_pipeline(
         env = {
             **os.environ,
             "KEYWARDEN_HOME": str(home),
-            "KEYWARDEN_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,  # type: ignore[attr-defined]
+            "KEYWARDEN_KAFKA_BOOTSTRAP": bootstrap,
             "KEYWARDEN_CLICKHOUSE_URL": clickhouse_url,
             "KEYWARDEN_PIPELINE_APP_ID": app_id or f"kw-test-{uuid.uuid4().hex[:8]}",
             "KEYWARDEN_SINK_MAX_BATCH_SECONDS": "0.2",
             "KEYWARDEN_PIPELINE_HEALTH_PORT": str(health_port),
             **extra,
         }
+        if not from_beginning and env["KEYWARDEN_KAFKA_BOOTSTRAP"] == bootstrap:
+            # the ingest stage's group (pipelines/worker.py: "<app id>.ingest")
+            _in_a_thread(start_group_at, bootstrap, f"{env['KEYWARDEN_PIPELINE_APP_ID']}.ingest",
+                         ends)
         worker = PipelineProcess(env=env, log_path=tmp_path / f"pipeline-{len(started)}.log",
                                  health_port=int(env["KEYWARDEN_PIPELINE_HEALTH_PORT"]))
         worker.start()
