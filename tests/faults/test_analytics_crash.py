@@ -101,7 +101,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         return last if done else {}
 
     try:
-        last = await wait_for(spend_settled, 30, "spend records counting every event once")
+        last = await wait_for(spend_settled, 90, "spend records counting every event once")
     except AssertionError:
         print(worker.log())
         raise AssertionError(f"per-key state: expected {exact}, last usage.spend.v1 records "
