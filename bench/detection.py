@@ -153,6 +153,8 @@ def generate(shape: Shape, seed: int, keys: int, days: int) -> list[KeyTraffic]:
             first = int((surge.start - START).total_seconds() // (SLOT_MINUTES * 60))
             last = int((surge.end - START).total_seconds() // (SLOT_MINUTES * 60))
             rate[first:min(last, len(rate))] *= surge.size
+            if last > len(rate):  # it runs past the traffic's end: judged on what is in it
+                surge = Surge(start, (len(rate) - first) * SLOT_MINUTES / 60, surge.size)
             surges.append(surge)
         counts = rng.poisson(rate)
         slot_index = np.repeat(np.arange(len(counts)), counts)

@@ -150,3 +150,14 @@ def test_the_same_history_gives_the_same_alerts_whatever_the_batch_sizes() -> No
             a.alert_id for a in large if a.wrapped_key_id == key]
     assert any(a.kind.value == "spike" for a in small)  # the history has surges to find
     assert START.weekday() == 0
+
+
+def test_the_benchmark_judges_a_surge_cut_by_the_traffic_s_end_on_the_part_it_contains() -> None:
+    # A 2-4 h surge drawn to start at 23:xx on the last day has minutes of traffic behind it:
+    # the scorer must not hold it to the recall target of surges of 2 h or more.
+    shape = replace(SHAPES["flat 24/7"], surge_days=(4, 4), surge_hours=(23,))
+    (key,) = generate(shape, seed=1, keys=1, days=5)
+    (surge,) = key.surges
+    traffic_end = START + timedelta(days=5)
+    assert surge.start.hour == 23 and surge.end == traffic_end
+    assert surge.hours <= 1
