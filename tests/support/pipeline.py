@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from keywarden.settings import PROJECT_ROOT
+from keywarden.kafka import make_admin, make_consumer
+from keywarden.settings import PROJECT_ROOT, load_settings
 from schemas.topics import REQUESTS
 
 Offsets = dict[TopicPartition, int]
@@ -39,12 +40,19 @@ def source_ends(bootstrap: str, topic: str = REQUESTS) -> Offsets:
     """The end offset of each partition of `topic` now (empty when it does not exist yet)."""
 
     async def read() -> Offsets:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        settings = load_settings(kafka_bootstrap=bootstrap)
+        admin = make_admin(settings)
+        await admin.start()
+        try:
+            (description,) = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        if description.get("error_code"):  # not created yet: nothing to skip
+            return {}
+        tps = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+        consumer = make_consumer(group_id=None, settings=settings)
         await consumer.start()
         try:
-            await consumer.topics()  # fetches the cluster's metadata
-            partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             return dict(await consumer.end_offsets(tps)) if tps else {}
         finally:
             await consumer.stop()
@@ -52,23 +60,25 @@ def source_ends(bootstrap: str, topic: str = REQUESTS) -> Offsets:
     return asyncio.run(read())
 
 
-def start_group_at(bootstrap: str, group_id: str, offsets: Offsets) -> None:
+def start_group_at(bootstrap: str, group_id: str, offsets: Offsets) -> bool:
     """Commit `offsets` for `group_id` unless the group has committed any already (a worker
-    restarted under the same app id goes on from its own commits)."""
+    restarted under the same app id goes on from its own commits); True when it committed."""
 
-    async def commit() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
-                                    enable_auto_commit=False)
+    async def commit() -> bool:
+        settings = load_settings(kafka_bootstrap=bootstrap)
+        consumer = make_consumer(group_id=group_id, settings=settings)
         await consumer.start()
         try:
             consumer.assign(list(offsets))
-            if all(await consumer.committed(tp) is None for tp in offsets):
-                await consumer.commit(offsets)
+            committed = [await consumer.committed(tp) for tp in offsets]
+            if any(offset is not None for offset in committed):
+                return False
+            await consumer.commit(offsets)
+            return True
         finally:
             await consumer.stop()
 
-    if offsets:
-        asyncio.run(commit())
+    return bool(offsets) and asyncio.run(commit())
 
 
 def _in_a_thread(function: Callable[..., object], *args: object) -> object:
