@@ -48,25 +48,37 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     return ports
 
 
-async def committed_to_end(settings: Settings, group_id: str, topic: str) -> bool:
-    """Whether consumer group `group_id` has committed the end of every partition of `topic`:
-    a consumer that commits what it has finished has finished everything on it."""
+async def topic_ends(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """The end offset of each partition of `topic` now (empty when it does not exist yet)."""
     admin = make_admin(settings)
     await admin.start()
     try:
         (description,) = await admin.describe_topics([topic])
-        committed = await admin.list_consumer_group_offsets(group_id)
     finally:
         await admin.close()
+    if description.get("error_code"):  # not created yet
+        return {}
     partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
     consumer = make_consumer(group_id=None, settings=settings)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(partitions)
+        return dict(await consumer.end_offsets(partitions)) if partitions else {}
     finally:
         await consumer.stop()
-    return bool(partitions) and all(
-        (committed[p].offset if p in committed else 0) >= ends[p] for p in partitions)
+
+
+async def committed_to_end(settings: Settings, group_id: str, topic: str) -> bool:
+    """Whether consumer group `group_id` has committed the end of every partition of `topic`:
+    a consumer that commits what it has finished has finished everything on it."""
+    ends = await topic_ends(settings, topic)
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return bool(ends) and all(
+        (committed[p].offset if p in committed else 0) >= end for p, end in ends.items())
 
 
 def start_test_broker(

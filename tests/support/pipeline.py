@@ -18,46 +18,28 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
 
-from keywarden.kafka import make_admin, make_consumer
+from keywarden.kafka import make_consumer
 from keywarden.settings import PROJECT_ROOT, load_settings
 from schemas.topics import REQUESTS
+from tests.support.kafka import topic_ends
 
 Offsets = dict[TopicPartition, int]
 
 
 def source_ends(bootstrap: str, topic: str = REQUESTS) -> Offsets:
     """The end offset of each partition of `topic` now (empty when it does not exist yet)."""
-
-    async def read() -> Offsets:
-        settings = load_settings(kafka_bootstrap=bootstrap)
-        admin = make_admin(settings)
-        await admin.start()
-        try:
-            (description,) = await admin.describe_topics([topic])
-        finally:
-            await admin.close()
-        if description.get("error_code"):  # not created yet: nothing to skip
-            return {}
-        tps = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
-        consumer = make_consumer(group_id=None, settings=settings)
-        await consumer.start()
-        try:
-            return dict(await consumer.end_offsets(tps)) if tps else {}
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return asyncio.run(topic_ends(load_settings(kafka_bootstrap=bootstrap), topic))
 
 
 def start_group_at(bootstrap: str, group_id: str, offsets: Offsets) -> bool:
@@ -83,21 +65,8 @@ def start_group_at(bootstrap: str, group_id: str, offsets: Offsets) -> bool:
 
 def _in_a_thread(function: Callable[..., object], *args: object) -> object:
     """Run blocking `function` off the test's event loop (asyncio.run cannot nest in it)."""
-    result: list[object] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(function(*args))
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
-            errors.append(error)
-
-    thread = threading.Thread(target=run, name="kw-test-offsets")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args).result()
 
 
 @dataclass
