@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["pricing", *argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def price_snapshot(tmp_path: Path) -> Path:
+    """A genai-prices data file as an operator would load it: gpt-4o at 2 in / 8 out."""
+    data = [{"id": "openai", "name": "OpenAI", "api_pattern": "https://api\\.openai\\.com",
+             "models": [{"id": "gpt-4o", "match": {"equals": "gpt-4o"},
+                         "prices": {"input_mtok": "2", "output_mtok": "8"}}]}]
+    snapshot = tmp_path / "data.json"
+    snapshot.write_text(json.dumps(data))
+    return snapshot
 
 
 def test_quote_json_is_one_object_with_a_decimal_string_and_its_provenance(
@@ -114,11 +125,7 @@ def test_the_price_files_in_the_settings_are_the_ones_quoted(
 ) -> None:
     from keywarden.settings import get_settings
 
-    data = [{"id": "openai", "name": "OpenAI", "api_pattern": "https://api\\.openai\\.com",
-             "models": [{"id": "gpt-4o", "match": {"equals": "gpt-4o"},
-                         "prices": {"input_mtok": "2", "output_mtok": "8"}}]}]
-    snapshot = tmp_path / "data.json"
-    snapshot.write_text(json.dumps(data))
+    snapshot = price_snapshot(tmp_path)
     monkeypatch.setenv("KEYWARDEN_PRICING_DATA_FILE", str(snapshot))
     get_settings.cache_clear()
     try:
@@ -196,11 +203,7 @@ sys.exit(max(codes))
 
 
 def test_pricing_needs_no_network(tmp_path) -> None:
-    data = [{"id": "openai", "name": "OpenAI", "api_pattern": "https://api\\.openai\\.com",
-             "models": [{"id": "gpt-4o", "match": {"equals": "gpt-4o"},
-                         "prices": {"input_mtok": "2", "output_mtok": "8"}}]}]
-    snapshot = tmp_path / "data.json"
-    snapshot.write_text(json.dumps(data))
+    snapshot = price_snapshot(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARDEN_PRICING_")}
     done = subprocess.run([sys.executable, "-c", _OFFLINE, str(snapshot)], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
