@@ -36,6 +36,7 @@ from pipelines.detect.spike import (
     counts_as_history,
 )
 from pipelines.detect.spike_watch import SpikeWatch
+from pipelines.detect.unknown_price import first_unknown_prices
 from pipelines.ingest.minutes import usage_event
 from pipelines.pricing import PricedRequest
 from pipelines.registry import RegistryView
@@ -273,12 +274,7 @@ class AnalyticsStep:
             for (partition, key), runs in groups.items():
                 self.analyzer.analyze_events(
                     partition, key, [event for run in runs for event in run.events], out)
-            unknown = sorted(((u.source_offset, u, run) for run in minutes for u in run.unknown),
-                             key=lambda found: (found[2].source_partition, found[0]))
-            for _offset, found, run in unknown:
-                if found.subject in self._announced_unknown or any(
-                        a.details.get("subject") == found.subject for a in out.alerts):
-                    continue
+            for found, run in first_unknown_prices(minutes, self._announced_unknown):
                 out.alerts.append(build.unknown_price_alert(
                     subject=found.subject, wrapped_key_id=run.wrapped_key_id,
                     key_scope=run.key_scope, tags=run.tags, model=found.model,

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from pipelines.pricing import PricedRequest
-from schemas.pricing import PricingStatus
+from schemas.events.usage_minute import UnknownPrice, UsageMinute
 
 
-def unknown_models(
-    items: Iterable[PricedRequest], announced: Collection[str]
-) -> dict[str, PricedRequest]:
-    """`provider/model` -> its first unpriced request, for models not announced before."""
-    found: dict[str, PricedRequest] = {}
-    for item in items:
-        if item.priced.status is not PricingStatus.UNKNOWN_MODEL:
-            continue
-        subject = f"{item.event.provider.value}/{item.event.model or '<none>'}"
-        if subject not in announced and subject not in found:
-            found[subject] = item
-    return found
+def first_unknown_prices(
+    runs: Iterable[UsageMinute], announced: Collection[str]
+) -> list[tuple[UnknownPrice, UsageMinute]]:
+    """The first unpriced request of each `provider/model` not announced before, with its run,
+    in source order (partition, then offset)."""
+    found = sorted(((unknown, run) for run in runs for unknown in run.unknown),
+                   key=lambda pair: (pair[1].source_partition, pair[0].source_offset))
+    first: dict[str, tuple[UnknownPrice, UsageMinute]] = {}
+    for unknown, run in found:
+        if unknown.subject not in announced:
+            first.setdefault(unknown.subject, (unknown, run))
+    return list(first.values())

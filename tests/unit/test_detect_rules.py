@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,10 +10,11 @@ from pipelines.detect.budget import newly_crossed
 from pipelines.detect.first_use import is_first_use
 from pipelines.detect.orphan import idle_since
 from pipelines.detect.rotation import overdue_age_days
-from pipelines.detect.unknown_price import unknown_models
+from pipelines.detect.unknown_price import first_unknown_prices
+from pipelines.ingest.minutes import build_minutes
 from pipelines.pricing import price
 from schemas.events.request import Outcome, Provider, RequestEvent, Usage
-from schemas.pricing import load_catalog
+from schemas.pricing import PricingStatus, load_catalog
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 THRESHOLDS = (50, 80, 100)
@@ -65,15 +67,37 @@ def test_rotation_overdue_past_the_policy_for_active_keys_only() -> None:
     assert overdue_age_days(created_at=created, rotation_days=30, active=False, now=NOW) is None
 
 
-def _event(model: str) -> RequestEvent:
-    return RequestEvent(occurred_at=NOW, wrapped_key_id="wk", provider=Provider.OPENAI,
-                        endpoint="chat", served_model=model, outcome=Outcome.ACCEPTED,
-                        http_status=200, usage=Usage(input_tokens=10, output_tokens=1))
+def _event(model: str, key: str = "wk", second: int = 0) -> RequestEvent:
+    return RequestEvent(occurred_at=NOW + timedelta(seconds=second), wrapped_key_id=key,
+                        provider=Provider.OPENAI, endpoint="chat", served_model=model,
+                        outcome=Outcome.ACCEPTED, http_status=200,
+                        usage=Usage(input_tokens=10, output_tokens=1))
 
 
-def test_one_unknown_price_alert_per_model() -> None:
+@dataclass(frozen=True)
+class _Source:
+    topic: str
+    partition: int
+    offset: int
+
+
+def test_one_unknown_price_alert_per_model_from_its_first_request() -> None:
     catalog = load_catalog()
-    items = [price(_event(m), catalog) for m in ("gpt-99", "gpt-4o", "gpt-99", "gpt-98")]
-    found = unknown_models(items, announced=set())
-    assert sorted(found) == ["openai/gpt-98", "openai/gpt-99"]
-    assert sorted(unknown_models(items, announced={"openai/gpt-99"})) == ["openai/gpt-98"]
+    # (key, model, partition, offset): gpt-99 in two keys' runs, its first request at p0/5
+    requests = [("wk_a", "gpt-99", 1, 2), ("wk_a", "gpt-4o", 1, 3), ("wk_b", "gpt-99", 0, 5),
+                ("wk_b", "gpt-98", 0, 6), ("wk_a", "gpt-98", 1, 7)]
+    priced = [price(_event(model, key, second), catalog)
+              for second, (key, model, _, _) in enumerate(requests)]
+    sources = {item.event.event_id: _Source("llm.requests.v1", partition, offset)
+               for item, (_, _, partition, offset) in zip(priced, requests, strict=True)}
+    runs = build_minutes(priced, sources)
+    unpriced = [(p.priced.status, p.priced.cost_usd) for p in priced if p.event.model != "gpt-4o"]
+    assert unpriced == [(PricingStatus.UNKNOWN_MODEL, None)] * 4  # unknown, never $0
+
+    found = first_unknown_prices(runs, announced=set())
+    assert [(u.subject, run.wrapped_key_id, run.source_partition, u.source_offset)
+            for u, run in found] == [("openai/gpt-99", "wk_b", 0, 5),
+                                     ("openai/gpt-98", "wk_b", 0, 6)]
+    assert [u.subject for u, _ in first_unknown_prices(runs, {"openai/gpt-99"})] == [
+        "openai/gpt-98"]
+    assert first_unknown_prices(runs, {"openai/gpt-99", "openai/gpt-98"}) == []

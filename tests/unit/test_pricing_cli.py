@@ -4,7 +4,11 @@ people read (rates, layers, sources). Expected costs are hand arithmetic (USD pe
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["pricing", *argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def price_snapshot(tmp_path: Path) -> Path:
+    """A genai-prices data file as an operator would load it: gpt-4o at 2 in / 8 out."""
+    data = [{"id": "openai", "name": "OpenAI", "api_pattern": "https://api\\.openai\\.com",
+             "models": [{"id": "gpt-4o", "match": {"equals": "gpt-4o"},
+                         "prices": {"input_mtok": "2", "output_mtok": "8"}}]}]
+    snapshot = tmp_path / "data.json"
+    snapshot.write_text(json.dumps(data))
+    return snapshot
 
 
 def test_quote_json_is_one_object_with_a_decimal_string_and_its_provenance(
@@ -111,11 +125,7 @@ def test_the_price_files_in_the_settings_are_the_ones_quoted(
 ) -> None:
     from keywarden.settings import get_settings
 
-    data = [{"id": "openai", "name": "OpenAI", "api_pattern": "https://api\\.openai\\.com",
-             "models": [{"id": "gpt-4o", "match": {"equals": "gpt-4o"},
-                         "prices": {"input_mtok": "2", "output_mtok": "8"}}]}]
-    snapshot = tmp_path / "data.json"
-    snapshot.write_text(json.dumps(data))
+    snapshot = price_snapshot(tmp_path)
     monkeypatch.setenv("KEYWARDEN_PRICING_DATA_FILE", str(snapshot))
     get_settings.cache_clear()
     try:
@@ -167,3 +177,35 @@ def test_list_and_show_include_our_overrides(
         assert json.loads(out)["cost_usd"] == "10.625000000"  # (2.50 + 10.00) less 15%
     finally:
         get_settings.cache_clear()
+
+
+_OFFLINE = """
+import socket, sys
+
+def refuse(*args, **kwargs):
+    raise OSError("network used while pricing")
+
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+
+from keywarden.cli import main
+from schemas.pricing import load_catalog
+
+load_catalog(prices_file=sys.argv[1])
+codes = [
+    main(["pricing", "quote", "--provider", "anthropic", "--model", "claude-sonnet-4-5",
+          "--input-tokens", "300000", "--output-tokens", "10", "--format", "json"]),
+    main(["pricing", "list", "--provider", "google"]),
+    main(["pricing", "show", "gpt-5.5"]),
+]
+sys.exit(max(codes))
+"""
+
+
+def test_pricing_needs_no_network(tmp_path) -> None:
+    snapshot = price_snapshot(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARDEN_PRICING_")}
+    done = subprocess.run([sys.executable, "-c", _OFFLINE, str(snapshot)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '"cost_usd": "1.800225000"' in done.stdout  # 300000*6 + 10*22.5 above 200k
