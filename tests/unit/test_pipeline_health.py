@@ -52,6 +52,18 @@ async def test_an_agent_whose_actor_stays_dead_fails_liveness_and_is_fatal() -> 
                in problem for problem in report.problems)
 
 
+async def test_a_stopped_ingest_stage_fails_liveness_at_once_and_is_fatal() -> None:
+    stopped: dict[str, str] = {}
+    health = WorkerHealth(app=idle_app(), lag=dict, progress=lambda: 0, stall_seconds=60,
+                          stopped_loops=lambda: stopped)
+    assert health.check().live
+    stopped["ingest stage"] = "KafkaUnavailable: the broker went away"
+    report = health.check()
+    assert not report.live and not report.ready and report.fatal  # the watchdog exits (70)
+    assert report.problems == [
+        "loop ingest stage died: KafkaUnavailable: the broker went away"]
+
+
 async def test_an_unstarted_worker_is_alive_but_not_ready() -> None:
     health = WorkerHealth(app=idle_app(), lag=dict, progress=lambda: 0, stall_seconds=60)
     report = health.check()
