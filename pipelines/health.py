@@ -39,8 +39,8 @@ class HealthReport:
 
     @property
     def fatal(self) -> bool:
-        """A dead fetcher or agent: the process cannot recover by itself."""
-        return any(p.startswith(("fetcher", "agent", "app")) for p in self.problems)
+        """A dead fetcher, agent or loop: the process cannot recover by itself."""
+        return any(p.startswith(("fetcher", "agent", "loop", "app")) for p in self.problems)
 
 
 @dataclass
@@ -49,7 +49,9 @@ class WorkerHealth:
 
     `lag()` gives, per assigned source partition, the records not stored yet (None: unknown);
     `progress()` any number that grows whenever records are stored or dead-lettered;
-    `stuck_step()` the batch step running longest and for how long (pipelines/watchdog.py)."""
+    `stuck_step()` the batch step running longest and for how long (pipelines/watchdog.py);
+    `stopped_loops()` the worker's own consuming loops outside faust (the ingest stage) that
+    have died: name -> reason. Nobody restarts them, so one is dead as soon as it stops."""
 
     app: Any
     lag: Callable[[], Mapping[Any, int | None]]
@@ -58,6 +60,7 @@ class WorkerHealth:
     dead_after: float = DEAD_AFTER_SECONDS
     clock: Callable[[], float] = time.monotonic
     stuck_step: Callable[[float], tuple[str, float] | None] = oldest_step
+    stopped_loops: Callable[[], Mapping[str, str]] = dict
     _last_progress: int | None = None
     _progress_at: float = 0.0
     _down_since: dict[str, float] = field(default_factory=dict)
@@ -92,6 +95,7 @@ class WorkerHealth:
                     >= self.dead_after:
                 reason = next((a.crash_reason for a in dead if a.crash_reason), None)
                 problems.append(f"agent {agent.name} died: {reason!r}")
+        problems += [f"loop {name} died: {reason}" for name, reason in self.stopped_loops().items()]
 
         lags = self.lag() if assigned else {}
         behind = sum(n for n in lags.values() if n)

@@ -224,11 +224,16 @@ def worker_health(pipeline: Pipeline, settings: Settings) -> WorkerHealth:
     def lag() -> dict[Any, int | None]:
         return {**stage.lag(), **analytics_lag()}
 
+    def stopped_loops() -> dict[str, str]:
+        crashed = stage.crashed
+        return {} if crashed is None else {"ingest stage": f"{type(crashed).__name__}: {crashed}"}
+
     return WorkerHealth(
         app=pipeline.app,
         lag=lag,
         progress=progress,
         stall_seconds=settings.pipeline_stall_seconds,
+        stopped_loops=stopped_loops,
     )
 
 
@@ -297,10 +302,7 @@ class PipelineWorker(faust.Worker):
             except Exception:  # a bug in judging must not end the judging: say it, go on
                 log.exception("the worker's health check failed")
                 continue
-            crashed = self.pipeline.stage.crashed
-            if crashed is not None:
-                report.problems.append(f"ingest stage stopped: {type(crashed).__name__}")
-            if report.fatal or crashed is not None:
+            if report.fatal:
                 log.critical("the worker stopped consuming (%s); stopping it so that its "
                              "supervisor starts a new one", "; ".join(report.problems))
                 self.exit_code = EXIT_NOT_CONSUMING

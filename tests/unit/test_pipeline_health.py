@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 
 from pipelines.health import WorkerHealth
@@ -24,6 +26,42 @@ async def test_a_crashed_fetcher_fails_liveness_and_is_fatal() -> None:
     assert report.fatal  # the worker's watchdog stops the process (exit status 70)
     assert any(problem.startswith("fetcher crashed") and "lz4" in problem
                for problem in report.problems)
+
+
+async def test_an_agent_whose_actor_stays_dead_fails_liveness_and_is_fatal() -> None:
+    app = idle_app()
+
+    @app.agent(app.topic("kw-health-unit-runs"))
+    async def analytics(stream):  # type: ignore[no-untyped-def]
+        raise RuntimeError("state store corrupt")
+        yield  # an agent is an async generator
+
+    now = [1000.0]
+    health = WorkerHealth(app=app, lag=dict, progress=lambda: 0, stall_seconds=60,
+                          clock=lambda: now[0])
+    app._started.set()  # what mode sets once the worker's services run
+    analytics.supervisor = analytics._new_supervisor()  # not started: it restarts nobody
+    actor = await analytics._start_task(index=None)
+    await asyncio.wait_for(asyncio.shield(actor.actor_task), 5)
+    assert actor.crashed
+    assert health.check().live  # faust's supervisor may still restart it
+    now[0] += health.dead_after
+    report = health.check()
+    assert not report.live and not report.ready and report.fatal
+    assert any(problem.startswith(f"agent {analytics.name} died") and "state store corrupt"
+               in problem for problem in report.problems)
+
+
+async def test_a_stopped_ingest_stage_fails_liveness_at_once_and_is_fatal() -> None:
+    stopped: dict[str, str] = {}
+    health = WorkerHealth(app=idle_app(), lag=dict, progress=lambda: 0, stall_seconds=60,
+                          stopped_loops=lambda: stopped)
+    assert health.check().live
+    stopped["ingest stage"] = "KafkaUnavailable: the broker went away"
+    report = health.check()
+    assert not report.live and not report.ready and report.fatal  # the watchdog exits (70)
+    assert report.problems == [
+        "loop ingest stage died: KafkaUnavailable: the broker went away"]
 
 
 async def test_an_unstarted_worker_is_alive_but_not_ready() -> None:
