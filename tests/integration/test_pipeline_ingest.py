@@ -228,3 +228,55 @@ async def test_the_same_event_delivered_twice_counts_once(
         marker[0].provider.value, marker[0].model, marker[0].usage, marker[0].occurred_at
     ).cost_usd
     assert total == first_total + marker_cost
+
+
+async def test_an_unknown_model_is_stored_unpriced_and_raises_one_alert(
+    kafka_broker, warehouse_db, run_pipeline
+) -> None:
+    """Issue 12, item 6: requests to a model no layer prices keep `cost_usd` NULL (never $0),
+    carry `pricing_status = 'unknown_model'`, and the model is announced once, however many
+    keys and requests use it."""
+    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
+    await ensure_topics(settings)
+    keys = unique_keys()[:2]  # openai keys
+    model = f"gpt-mystery-{uuid.uuid4().hex[:8]}"
+    mystery = [event.model_copy(update={"model": model, "served_model": model})
+               for event in synthetic_traffic(6, keys=keys, seed=5)]
+    priced = synthetic_traffic(2, keys=keys, seed=6)
+    run_pipeline(warehouse_db)
+    assert await produce(mystery + priced, settings) == 8
+
+    def rows() -> list[tuple] | None:
+        client = get_client(warehouse_db)
+        try:
+            found = client.query(
+                "SELECT model, cost_usd, pricing_status FROM request_events FINAL "
+                "WHERE wrapped_key_id IN {keys:Array(String)}",
+                parameters={"keys": [key.wrapped_key_id for key in keys]},
+            ).result_rows
+            return found if len(found) == 8 else None
+        finally:
+            client.close()
+
+    stored_rows = await asyncio.to_thread(wait_until, rows, 60, what="8 rows")
+    unknown = [row for row in stored_rows if row[0] == model]
+    assert len(unknown) == 6
+    assert all(cost is None and status == "unknown_model" for _, cost, status in unknown)
+    assert all(cost is not None and cost > 0 and status == "priced"
+               for name, cost, status in stored_rows if name != model)
+
+    def alerts() -> list[tuple] | None:
+        client = get_client(warehouse_db)
+        try:
+            found = client.query(
+                "SELECT kind, model, wrapped_key_id FROM alerts WHERE model = {m:String}",
+                parameters={"m": model},
+            ).result_rows
+            return found or None
+        finally:
+            client.close()
+
+    first = await asyncio.to_thread(wait_until, alerts, 90, what="the unknown-price alert")
+    assert [(kind, name) for kind, name, _ in first] == [("unknown_model_price", model)]
+    # announced once for the model (its id is the model's), from one of the keys that used it
+    assert first[0][2] in {key.wrapped_key_id for key in keys}
