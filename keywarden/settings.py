@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     )
     analytics_spike_min_requests_hour: int = Field(
         default=10, ge=0,
-        description="minimum requests per hour in a trailing window to judge a spike",
+        description="minimum requests in a trailing window to judge a spike (pro rata for a "
+        "window under an hour)",
     )
     analytics_spike_min_requests_day: int = Field(
         default=500, ge=0, description="minimum requests in the day so far to judge a spike"

@@ -16,12 +16,13 @@ first week raises no spike alert at all). Tokens and cost centres are that reque
 the history's pooled figure per request.
 
 A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
-(scaled to the window's length), and its request count is significant (p <= `alpha`, conditional
-test of two Poisson rates) against the history windows, the busiest one counted as their
-median (for a ramping key: against its highest window, as often as there are history windows):
-a quiet key neither pages on noise nor hides a real surge. Tokens and cost are judged the same
-way, their significance read in units of twice the history's figure per request (requests
-differ in size, so a token or cost total is noisier than a request count).
+(pro rata for a window under an hour, the hourly floor itself for longer ones), and its request
+count is significant (p <= `alpha`, conditional test of two Poisson rates) against the history
+windows, the busiest one counted as their median (for a ramping key: against its highest
+window, as often as there are history windows): a quiet key neither pages on noise nor hides a
+real surge. Tokens and cost are judged the same way, their significance read in units of twice
+the history's figure per request (requests differ in size, so a token or cost total is noisier
+than a request count).
 
 Flat mode (today's rule kept for those who want it): the trailing hour against the average hour
 of the last 7 days (history / (days * 24)), the day so far against the average day, no
@@ -312,8 +313,14 @@ def finding_for(observed: Volume, base: WindowBaseline, triggered: Sequence[str]
 
 
 def scaled_floor(per_hour: int, minutes: int) -> int:
-    """The hourly request floor for a window of `minutes` (at least 1 request)."""
-    return max(1, math.ceil(per_hour * minutes / 60))
+    """The request floor of a window of `minutes`: the hourly floor pro rata for a window under
+    an hour, the hourly floor itself for an hour or longer (at least 1 request).
+
+    The floor asks whether there is traffic enough to bother a person at all; factor and
+    significance judge whether it is unusual. Scaling it past an hour would ask a 3-hour window
+    for 3x the hourly floor, which hides exactly the slow night-time surge of a small key (a
+    leaked key used at 5-10 requests an hour) that the long window is there to find."""
+    return max(1, math.ceil(per_hour * min(minutes, 60) / 60))
 
 
 def detect_spike(

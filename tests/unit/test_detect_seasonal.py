@@ -151,8 +151,8 @@ def test_from_a_silent_hour_the_floor_and_significance_both_apply() -> None:
         "requests", "tokens", "cost_usd"}
 
 
-def test_the_floor_scales_with_the_window() -> None:
-    assert [scaled_floor(10, m) for m in (15, 60, 180)] == [3, 10, 30]
+def test_the_floor_is_pro_rata_under_an_hour_and_the_hourly_floor_beyond() -> None:
+    assert [scaled_floor(10, m) for m in (5, 15, 30, 60, 180, 360)] == [1, 3, 5, 10, 10, 10]
     assert scaled_floor(0, 15) == 1
 
 
