@@ -34,7 +34,7 @@ from pipelines.detect.spike import (
     thresholds,
 )
 from pipelines.rollups.state import HOUR, KeyRecord, KeyStateStore, day_start, hour_start
-from pipelines.rollups.volume import Volume
+from pipelines.rollups.volume import METRICS, Volume
 from pipelines.sinks.clickhouse import now_version
 from schemas.events.request import KeyTags
 
@@ -88,6 +88,25 @@ class _Watch:
         requests, tokens, cost = self.bounds[index]
         return (observed.requests >= requests or observed.tokens >= tokens
                 or observed.cost_usd >= cost)
+
+    def holds(self) -> bool:
+        """Whether an open alert's episode goes on: some window, its floor met, still at the
+        midpoint between usual and the alert factor (1.5x for 2x) in requests, tokens or cost.
+        No significance test: an alert opens on strong evidence and resolves once the surge is
+        clearly over, not at the first point where a window dips under the opening bar (which
+        made a sustained surge on a quiet key flap: opened, resolved minutes later, and its
+        cool-down then hid the rest of it)."""
+        relaxed = (1 + self.factor) / 2
+        for index, base in enumerate(self.bases):
+            observed = self.observed[index]
+            if observed.requests < self.floors[index]:
+                continue
+            usual = base.centre
+            if usual.requests == 0 or any(
+                    observed.metric(name) >= relaxed * usual.metric(name)
+                    for name in METRICS if usual.metric(name) > 0):
+                return True
+        return False
 
     def finding(self) -> SpikeFinding | None:
         """The strongest triggered window's finding, or None."""
@@ -175,18 +194,20 @@ class SpikeWatch:
     def _cross(self, partition: int, key: str, record: KeyRecord, current: datetime,
                point: datetime, out: BatchOutput) -> None:
         """The key's clock passed `current`: an open hour alert resolves at the first point
-        (from `current` on, before `point`) whose complete windows no longer trigger."""
+        (from `current` on, before `point`) where no complete window still holds the surge
+        (`_Watch.holds`)."""
         facts = record.open_alerts.get("spike:hour")
+        relaxed = f"{(1 + self.config.spike_factor) / 2:g}"
         at = current
         while facts is not None and at < point:
             watch = self._watch(partition, key, record, "hour", at)
-            if watch is None or watch.finding() is None:
+            if watch is None or not watch.holds():
                 out.alerts.append(build.resolved(
                     facts, at=at, wrapped_key_id=key, key_scope=record.tags.get("scope", ""),
                     tags=_tags(record),
-                    summary="Back under the alert thresholds for this time of day."
-                    if self.config.baseline_mode != FLAT
-                    else f"Back under {self.config.spike_factor}x the 7-day average."))
+                    summary=f"Back under {relaxed}x what this key usually does at this time "
+                    "of day." if self.config.baseline_mode != FLAT
+                    else f"Back under {relaxed}x the 7-day average."))
                 del record.open_alerts["spike:hour"]
                 record.resolved_at["spike:hour"] = at.isoformat()
                 return

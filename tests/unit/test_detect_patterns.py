@@ -18,9 +18,10 @@ from pipelines.pricing import price
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import StateTables
 from schemas.events.alert import AlertEvent
-from schemas.events.request import Outcome, RequestEvent, Usage
+from schemas.events.request import Outcome, Provider, RequestEvent, Usage
 from schemas.ids import uuid7
 from schemas.pricing import load_catalog
+from tests.support.analytics import Key, hourly_traffic
 
 CATALOG = load_catalog()
 MONDAY = datetime(2026, 9, 7, tzinfo=UTC)
@@ -94,6 +95,28 @@ def test_a_night_surge_alerts_within_its_first_hour_and_weekday_peaks_do_not() -
     assert alert.details["day_kind"] == "weekday"
     assert "what this key usually does on a weekday" in alert.summary
     assert "of the last 7 weekdays" in alert.summary
+
+
+def test_a_slow_surge_on_a_quiet_key_is_found_at_night_and_stays_one_episode_until_it_ends(
+) -> None:
+    """A key of about 100 requests a day (2 an hour at night) at 3x from midnight for 12 hours:
+    the 3-hour window finds it before the morning (its floor is the hourly floor, not three
+    times it), and the alert stays open while the surge lasts, though the windows hover at the
+    opening bar, then resolves within the 3-hour window's reach of its end."""
+    key = Key("wk_p", Provider.OPENAI, "gpt-4o-mini", Usage(input_tokens=800, output_tokens=200))
+    day8 = MONDAY + timedelta(days=7)
+    surge_end = day8 + timedelta(hours=12)
+    stream = (hourly_traffic(key, MONDAY, 7 * 24, base=4)
+              + hourly_traffic(key, day8, 12, base=4, surge_from=day8, surge=3)
+              + hourly_traffic(key, surge_end, 12, base=4))
+    alerts = [a for a in run(stream, replace(DetectConfig(), min_requests_day=50))
+              if a.kind.value == "spike" and a.details.get("grain") != "day"]
+    assert [a.state.value for a in alerts] == ["open", "resolved"], [a.title for a in alerts]
+    opened_at, resolved_at = alerts[0].detected_at, alerts[1].detected_at
+    assert day8 < opened_at < day8 + timedelta(hours=7)
+    assert alerts[0].details["window_minutes"] == "180"
+    assert surge_end < resolved_at <= surge_end + timedelta(hours=3)
+    assert "Back under 1.5x what this key usually does" in alerts[1].summary
 
 
 def test_flat_mode_keeps_the_old_rule_that_pages_every_weekday_morning() -> None:
