@@ -145,6 +145,12 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:
                          f"{shape['false_per_key_month']:.2f} false alerts/key-month "
                          f"({shape['false_per_key_month_after_week']:.2f} after day 7)",
                          "median delay " + ("-" if delay is None else f"{delay:.0f} min")])
+        target = result["median_delay_min_target"]
+        rows.append(["spike detection: all shapes",
+                     "target surges (>= 2.5x, >= 2 h, keys >= 400/day)",
+                     f"recall {result['target_detected']}/{result['target_surges']}",
+                     f"median delay {result['median_delay_min_all']} min over every surge found",
+                     "median delay " + ("-" if target is None else f"{target} min") + " (target)"])
     return rows
 
 
