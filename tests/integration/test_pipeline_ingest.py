@@ -45,6 +45,14 @@ def stored(url: str, keys: list[SyntheticKey]) -> tuple[int, Decimal, int]:
         client.close()
 
 
+def select(url: str, sql: str, **parameters: object) -> list[tuple]:
+    client = get_client(url)
+    try:
+        return client.query(sql, parameters=parameters).result_rows
+    finally:
+        client.close()
+
+
 async def test_produced_events_are_all_stored_priced_to_the_exact_decimal(
     kafka_broker, warehouse_db, run_pipeline
 ) -> None:
@@ -247,16 +255,10 @@ async def test_an_unknown_model_is_stored_unpriced_and_raises_one_alert(
     assert await produce(mystery + priced, settings) == 8
 
     def rows() -> list[tuple] | None:
-        client = get_client(warehouse_db)
-        try:
-            found = client.query(
-                "SELECT model, cost_usd, pricing_status FROM request_events FINAL "
-                "WHERE wrapped_key_id IN {keys:Array(String)}",
-                parameters={"keys": [key.wrapped_key_id for key in keys]},
-            ).result_rows
-            return found if len(found) == 8 else None
-        finally:
-            client.close()
+        found = select(warehouse_db, "SELECT model, cost_usd, pricing_status FROM request_events "
+                       "FINAL WHERE wrapped_key_id IN {keys:Array(String)}",
+                       keys=[key.wrapped_key_id for key in keys])
+        return found if len(found) == 8 else None
 
     stored_rows = await asyncio.to_thread(wait_until, rows, 60, what="8 rows")
     unknown = [row for row in stored_rows if row[0] == model]
@@ -266,15 +268,8 @@ async def test_an_unknown_model_is_stored_unpriced_and_raises_one_alert(
                for name, cost, status in stored_rows if name != model)
 
     def alerts() -> list[tuple] | None:
-        client = get_client(warehouse_db)
-        try:
-            found = client.query(
-                "SELECT kind, model, wrapped_key_id FROM alerts WHERE model = {m:String}",
-                parameters={"m": model},
-            ).result_rows
-            return found or None
-        finally:
-            client.close()
+        return select(warehouse_db, "SELECT kind, model, wrapped_key_id FROM alerts "
+                      "WHERE model = {m:String}", m=model) or None
 
     first = await asyncio.to_thread(wait_until, alerts, 90, what="the unknown-price alert")
     assert [(kind, name) for kind, name, _ in first] == [("unknown_model_price", model)]
