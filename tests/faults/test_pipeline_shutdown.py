@@ -54,7 +54,12 @@ async def test_sigterm_stops_the_worker_within_its_timeout_with_kafka_and_clickh
             except subprocess.TimeoutExpired:
                 worker.kill()
                 raise AssertionError(f"still running after SIGTERM:\n{worker.log()}") from None
-            assert code == 1, worker.log()  # the deadline ended a shutdown stuck on its batch
-            assert "shutdown did not finish within" in worker.log()
+            # Within the timeout either way: most often the Kafka clients' close hangs and the
+            # deadline ends the process (1, logged); when the consumer had already given its
+            # coordinator up as dead, the stop (the stuck insert cancelled, nothing committed)
+            # finishes in time by itself (0). Uncommitted offsets are read again either way.
+            assert code in (0, 1), worker.log()
+            if code == 1:
+                assert "shutdown did not finish within" in worker.log()
         finally:
             await kafka_broker.kafka.start()
