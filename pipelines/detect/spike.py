@@ -323,6 +323,12 @@ def scaled_floor(per_hour: int, minutes: int) -> int:
     return max(1, math.ceil(per_hour * min(minutes, 60) / 60))
 
 
+def resolve_factor(factor: Decimal) -> Decimal:
+    """Where an open alert resolves: the midpoint between usual (1x) and the alert `factor`
+    (1.5x for 2x), so an episode is not ended by the first dip under the opening bar."""
+    return (1 + factor) / 2
+
+
 def detect_spike(
     observed: Volume, average: Average, *, factor: Decimal, min_requests: int
 ) -> SpikeFinding | None:

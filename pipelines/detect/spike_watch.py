@@ -28,6 +28,7 @@ from pipelines.detect.spike import (
     baseline_from_days,
     finding_for,
     history_plan,
+    resolve_factor,
     robust_centre,
     scaled_floor,
     spike_transition,
@@ -96,7 +97,7 @@ class _Watch:
         clearly over, not at the first point where a window dips under the opening bar (which
         made a sustained surge on a quiet key flap: opened, resolved minutes later, and its
         cool-down then hid the rest of it)."""
-        relaxed = (1 + self.factor) / 2
+        relaxed = resolve_factor(self.factor)
         for index, base in enumerate(self.bases):
             observed = self.observed[index]
             if observed.requests < self.floors[index]:
@@ -197,7 +198,7 @@ class SpikeWatch:
         (from `current` on, before `point`) where no complete window still holds the surge
         (`_Watch.holds`)."""
         facts = record.open_alerts.get("spike:hour")
-        relaxed = f"{(1 + self.config.spike_factor) / 2:g}"
+        relaxed = f"{resolve_factor(self.config.spike_factor):g}"
         at = current
         while facts is not None and at < point:
             watch = self._watch(partition, key, record, "hour", at)
