@@ -32,17 +32,11 @@ def unique_keys() -> list[SyntheticKey]:
 
 
 def stored(url: str, keys: list[SyntheticKey]) -> tuple[int, Decimal, int]:
-    client = get_client(url)
-    try:
-        result = client.query(
-            "SELECT count(), sum(cost_usd), uniqExact(event_id) FROM request_events FINAL "
-            "WHERE wrapped_key_id IN {keys:Array(String)}",
-            parameters={"keys": [key.wrapped_key_id for key in keys]},
-        )
-        count, total, unique = result.result_rows[0]
-        return int(count), Decimal(total or 0), int(unique)
-    finally:
-        client.close()
+    count, total, unique = select(
+        url, "SELECT count(), sum(cost_usd), uniqExact(event_id) FROM request_events FINAL "
+        "WHERE wrapped_key_id IN {keys:Array(String)}",
+        keys=[key.wrapped_key_id for key in keys])[0]
+    return int(count), Decimal(total or 0), int(unique)
 
 
 def select(url: str, sql: str, **parameters: object) -> list[tuple]:
