@@ -1,29 +1,35 @@
-"""The upstream transport: one shared aiohttp client session (a keep-alive pool) for every
-provider. aiohttp errors are translated here, through one table, into `UpstreamError`s; nothing
-above imports aiohttp.
+"""The upstream transport: one shared `HttpClient` (a keep-alive pool, `http_client.py`) for
+every provider. Its errors are translated here, through one table, into `UpstreamError`s; nothing
+above imports it.
 
-aiohttp rather than httpx because it is an order of magnitude cheaper per request on this path
-(measured: ~100 µs against ~1 ms of CPU per request at 20 in flight; see docs/benchmarks.md).
+The client is our own rather than aiohttp's `ClientSession` (used here until 2026-12-03) because
+it is what a request costs: ~40 against ~330 µs of CPU per plain request, ~195 against ~510 µs
+per stream (`python -m bench.upstream_client`; see docs/benchmarks.md), and aiohttp was in turn
+an order of magnitude cheaper than httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-
-import aiohttp
 
 from keywarden.settings import Settings
 from services.gateway.errors import UpstreamError, UpstreamTimeout
+from services.gateway.http_client import (
+    ConnectTimeout,
+    HttpClient,
+    HttpClientError,
+    ReadTimeout,
+    Response,
+)
 
 # Most specific first: the first class the error is an instance of decides.
 _ERROR_MAP: tuple[tuple[type[BaseException], type[UpstreamError]], ...] = (
     (asyncio.TimeoutError, UpstreamTimeout),
-    (aiohttp.ServerTimeoutError, UpstreamTimeout),
-    (aiohttp.ClientError, UpstreamError),
+    (ConnectTimeout, UpstreamTimeout),
+    (ReadTimeout, UpstreamTimeout),
+    (HttpClientError, UpstreamError),
 )
-_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 
 # Not relayed to the client: hop-by-hop, and framing the gateway recomputes.
 _DROPPED_RESPONSE_HEADERS = frozenset(
@@ -42,6 +48,7 @@ _DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 
+
 def translate(error: BaseException, provider: str) -> UpstreamError:
     for source, target in _ERROR_MAP:
         if isinstance(error, source):
@@ -55,13 +62,13 @@ class UpstreamResponse:
 
     __slots__ = ("_response", "_provider", "status_code", "headers")
 
-    def __init__(self, response: aiohttp.ClientResponse, provider: str) -> None:
+    def __init__(self, response: Response, provider: str) -> None:
         self._response = response
         self._provider = provider
         self.status_code = response.status
         headers: dict[str, str] = {}
-        for raw_name, raw_value in response.raw_headers:
-            name = raw_name.decode("latin-1").lower()
+        for raw_name, raw_value in response.headers:
+            name = raw_name.decode("latin-1")
             if name not in _DROPPED_RESPONSE_HEADERS:
                 headers[name] = raw_value.decode("latin-1")
         self.headers = headers
@@ -73,57 +80,41 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except _FAILURES as error:
+        except HttpClientError as error:
             raise translate(error, self._provider) from None
-        finally:
-            self._response.release()
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, chunk by chunk as the network delivered it."""
-        content = self._response.content
+        """The body as it arrives: what the network delivered since the last chunk."""
         try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
+            async for chunk in self._response.chunks():
                 yield chunk
-        except _FAILURES as error:
+        except HttpClientError as error:
             raise translate(error, self._provider) from None
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._response.release()
+        self._response.close()
 
 
 class Upstream:
     """Sends requests to providers; `start()`/`stop()` own the connection pool."""
 
     def __init__(self, settings: Settings) -> None:
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=10.0,
-            sock_read=settings.gateway_upstream_timeout_s,
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._read_timeout = settings.gateway_upstream_timeout_s
+        self._client: HttpClient | None = None
 
     async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=1000, limit_per_host=0, keepalive_timeout=30.0, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=True,
+        if self._client is None:
+            self._client = HttpClient(
+                limit=1000,
+                keepalive_timeout=30.0,
+                connect_timeout=10.0,
+                read_timeout=self._read_timeout,
             )
 
     async def stop(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     async def __aenter__(self) -> Upstream:
         await self.start()
@@ -136,13 +127,11 @@ class Upstream:
         self, method: str, url: str, headers: dict[str, str], body: bytes, provider: str
     ) -> UpstreamResponse:
         """Send `body` as it is (never re-encoded here); the answer's body is not read yet."""
-        if self._session is None:
+        if self._client is None:
             raise UpstreamError("the upstream client is not started")
         try:
-            response = await self._session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
-            )
-        except _FAILURES as error:
+            response = await self._client.request(method, url, headers, body)
+        except HttpClientError as error:
             raise translate(error, provider) from None
         return UpstreamResponse(response, provider)
 
