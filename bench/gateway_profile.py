@@ -6,7 +6,7 @@ collapsed stacks into buckets (HTTP server, routing, auth, policy, upstream clie
 Kafka producer, event loop, idle). py-spy is a profiling tool, not a project dependency:
 `.venv/bin/pip install py-spy`.
 
-    python -m bench.gateway_profile [--rates 200 500] [--seconds 8]
+    python -m bench.gateway_profile [--rates 200 500] [--seconds 8] [--stream]
 
 Each rate is also driven once against the floor (`bench/gateway_floor.py`, no py-spy), whose CPU
 per request is the least a Python pass-through spends on the same machine at the same moment.
@@ -99,21 +99,24 @@ def summarize_raw(raw_path: Path, requests: int, sample_hz: int = 250) -> dict[s
             if total else 0}
 
 
-async def _drive(url: str, headers: dict[str, str], rate: int, seconds: float) -> dict[str, Any]:
-    await warm_up(url, headers, CHAT_BODY, 30)
-    result = await open_loop(url, headers, CHAT_BODY, rate=rate,
+async def _drive(url: str, headers: dict[str, str], rate: int, seconds: float,
+                 body: dict[str, Any]) -> dict[str, Any]:
+    await warm_up(url, headers, body, 30)
+    result = await open_loop(url, headers, body, rate=rate,
                              max_requests=int(rate * seconds), max_seconds=seconds)
     return result.as_dict()
 
 
-def run(rates: list[int], seconds: float, rate_hz: int) -> dict[str, Any]:
+def run(rates: list[int], seconds: float, rate_hz: int, stream: bool = False) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     scratch = Path(tempfile.mkdtemp(prefix="kw-bench-profile-"))
     RESULTS_DIR.mkdir(exist_ok=True)
-    out: dict[str, Any] = {"benchmark": "gateway_profile", "at": stamp, "runs": []}
+    body = CHAT_BODY | ({"stream": True} if stream else {})
+    out: dict[str, Any] = {"benchmark": "gateway_profile", "at": stamp, "stream": stream,
+                           "runs": []}
     with contextlib.ExitStack() as stack:
         kafka = stack.enter_context(private_kafka(scratch / "kafka"))
         gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap))
@@ -127,7 +130,7 @@ def run(rates: list[int], seconds: float, rate_hz: int) -> dict[str, Any]:
                  "--nonblocking", "--output", str(raw)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             cpu_before = cpu_seconds(gw.gateway.pid)
-            load = asyncio.run(_drive(url, headers, rate, seconds))
+            load = asyncio.run(_drive(url, headers, rate, seconds, body))
             cpu = cpu_seconds(gw.gateway.pid) - cpu_before
             recorder.wait(60)
             summary = (summarize_raw(raw, load["ok"], rate_hz) if raw.exists()
@@ -140,7 +143,7 @@ def run(rates: list[int], seconds: float, rate_hz: int) -> dict[str, Any]:
                 floor_url = gw.floor_url + CHAT_PATH
                 floor_headers = {"authorization": f"Bearer {PROVIDER_KEY}"}
                 floor_before = cpu_seconds(gw.floor.pid)
-                floor_load = asyncio.run(_drive(floor_url, floor_headers, rate, seconds))
+                floor_load = asyncio.run(_drive(floor_url, floor_headers, rate, seconds, body))
                 floor_cpu = cpu_seconds(gw.floor.pid) - floor_before
                 floor_cpu_ms = round(floor_cpu * 1000 / (floor_load["sent"] + 30), 3)
             out["runs"].append({"rate_rps": rate, "load": load, "gateway_cpu_ms_per_request":
@@ -157,8 +160,9 @@ def main() -> int:
     parser.add_argument("--rates", type=int, nargs="+", default=[200, 500])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--sample-hz", type=int, default=250)
+    parser.add_argument("--stream", action="store_true", help="streamed chat completions")
     args = parser.parse_args()
-    result = run(args.rates, args.seconds, args.sample_hz)
+    result = run(args.rates, args.seconds, args.sample_hz, args.stream)
     for item in result["runs"]:
         load, profile = item["load"], item["profile"]
         print(f"{item['rate_rps']} rps: achieved {load['achieved_rps']} ok {load['ok']} "
