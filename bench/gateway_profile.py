@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import CHAT_BODY, CHAT_PATH, open_loop, warm_up
+from bench.processes import cpu_seconds
 from bench.results import RESULTS_DIR
 from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
 
@@ -72,12 +72,6 @@ def bucket_of(stack: str) -> str:
                 return name
         return "other: " + frame.split(" (", 1)[-1].split(":", 1)[0]
     return "event loop + sockets"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summarize_raw(raw_path: Path, requests: int, sample_hz: int = 250) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import CHAT_BODY, CHAT_PATH, closed_loop, open_loop, warm_up
-from bench.processes import LOOPBACK, Child, free_port, spawn, wait_http
+from bench.processes import LOOPBACK, Child, cpu_seconds, free_port, spawn, wait_http
 from bench.results import machine_info, write_result
 from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
 from bench.stats import added
@@ -76,8 +76,9 @@ def ensure_litellm(timeout_s: float = 600) -> tuple[bool, str]:
 
 
 @contextlib.contextmanager
-def litellm_proxy(provider_url: str, scratch: Path) -> Iterator[str]:
-    """The LiteLLM proxy on a free loopback port in front of `provider_url`; yields its URL."""
+def litellm_proxy(provider_url: str, scratch: Path) -> Iterator[tuple[str, int]]:
+    """The LiteLLM proxy on a free loopback port in front of `provider_url`; yields its URL and
+    process id."""
     config = scratch / "litellm.yaml"
     config.write_text(LITELLM_CONFIG.format(
         api_base=provider_url, provider_key=PROVIDER_KEY, master_key=LITELLM_MASTER_KEY))
@@ -93,7 +94,7 @@ def litellm_proxy(provider_url: str, scratch: Path) -> Iterator[str]:
             wait_http(url + "/health/liveliness", 180, child.process)
         except (TimeoutError, RuntimeError) as error:
             raise RuntimeError(f"LiteLLM proxy did not start: {error}; {child.tail(800)}") from None
-        yield url
+        yield url, child.pid
     finally:
         child.stop()
 
@@ -103,6 +104,7 @@ class Target:
     name: str
     url: str
     headers: dict[str, str]
+    pid: int | None = None  # the process serving it (None: the fake provider itself)
 
 
 KEEP_UP = 0.95
@@ -121,6 +123,9 @@ def with_added(run: dict[str, Any]) -> dict[str, Any]:
         run["keywarden_over_floor_ms"] = {
             q: round(run["added_ms"]["keywarden"][q] - run["added_ms"]["floor"][q], 3)
             for q in ("p50", "p95", "p99")}
+        cpu = [run["targets"][name].get("cpu_ms_per_request") for name in ("keywarden", "floor")]
+        if None not in cpu:
+            run["keywarden_over_floor_cpu_ms"] = round(cpu[0] - cpu[1], 3)
     return run
 
 
@@ -139,9 +144,10 @@ async def measure(targets: list[Target], rates: dict[bool, list[int]], seconds: 
             for target in targets:
                 if target.name in gave_up:
                     continue
+                cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
                 result = await open_loop(target.url, target.headers, body, rate=rate,
                                          max_requests=int(rate * seconds), max_seconds=seconds)
-                run["targets"][target.name] = result.as_dict()
+                run["targets"][target.name] = with_cpu(result.as_dict(), target, cpu_before)
                 settle = 0.5  # let stragglers and GC settle between targets
                 if target.name != "direct" and not sustained(run["targets"][target.name]):
                     gave_up.add(target.name)
@@ -156,9 +162,18 @@ async def sequential(targets: list[Target], body: dict[str, Any], streaming: boo
     """Closed loop, one request at a time: each target's latency with no queueing at all."""
     run: dict[str, Any] = {"streaming": streaming, "rate_rps": "seq", "targets": {}}
     for target in targets:
+        cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
         result = await closed_loop(target.url, target.headers, body, count)
-        run["targets"][target.name] = result.as_dict()
+        run["targets"][target.name] = with_cpu(result.as_dict(), target, cpu_before)
     return with_added(run)
+
+
+def with_cpu(result: dict[str, Any], target: Target, cpu_before: float) -> dict[str, Any]:
+    """The CPU the target's process spent per request sent, in ms (stragglers included)."""
+    if target.pid and result["sent"]:
+        spent = cpu_seconds(target.pid) - cpu_before
+        result["cpu_ms_per_request"] = round(spent * 1000 / result["sent"], 3)
+    return result
 
 
 def run(quick: bool = False, stamp: str | None = None, workers: int = 1,
@@ -187,15 +202,18 @@ def run(quick: bool = False, stamp: str | None = None, workers: int = 1,
             Target("direct", gw.provider_url + CHAT_PATH,
                    {"authorization": f"Bearer {PROVIDER_KEY}"}),
             Target("floor", gw.floor_url + CHAT_PATH,
-                   {"authorization": f"Bearer {PROVIDER_KEY}"}),
+                   {"authorization": f"Bearer {PROVIDER_KEY}"},
+                   gw.floor.pid if gw.floor is not None else None),
             Target("keywarden", gw.gateway_url + CHAT_PATH,
-                   {"authorization": f"Bearer {gw.wrapped_key}"}),
+                   {"authorization": f"Bearer {gw.wrapped_key}"}, gw.gateway.pid),
         ]
         if litellm_ok:
             try:
-                litellm_url = stack.enter_context(litellm_proxy(gw.provider_url, scratch))
+                litellm_url, litellm_pid = stack.enter_context(
+                    litellm_proxy(gw.provider_url, scratch))
                 targets.append(Target("litellm", litellm_url + CHAT_PATH,
-                                      {"authorization": f"Bearer {LITELLM_MASTER_KEY}"}))
+                                      {"authorization": f"Bearer {LITELLM_MASTER_KEY}"},
+                                      litellm_pid))
                 result["litellm"]["note"] = f"litellm {litellm_note}, 1 worker, pass-through"
             except RuntimeError as error:
                 result["litellm"] = {"available": False, "note": str(error)}
@@ -220,11 +238,14 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", f"{lat['p99']:.2f}",
                 "-" if name == "direct" else
                 f"{extra['p50']:+.2f} / {extra['p95']:+.2f} / {extra['p99']:+.2f}",
+                f"{target['cpu_ms_per_request']:.3f}" if "cpu_ms_per_request" in target else "-",
             ])
         if "keywarden_over_floor_ms" in item:
             over = item["keywarden_over_floor_ms"]
+            cpu = item.get("keywarden_over_floor_cpu_ms")
             rows.append([f"{kind} {item['rate_rps']} rps", "keywarden - floor", "", "", "", "",
-                         "", f"{over['p50']:+.2f} / {over['p95']:+.2f} / {over['p99']:+.2f}"])
+                         "", f"{over['p50']:+.2f} / {over['p95']:+.2f} / {over['p99']:+.2f}",
+                         "-" if cpu is None else f"{cpu:+.3f}"])
     return rows
 
 
@@ -236,6 +257,8 @@ def main() -> int:
     args = parser.parse_args()
     result = run(args.quick, workers=args.workers, litellm=not args.without_litellm)
     print(f"litellm: {result['litellm']}")
+    print("case | target | achieved rps | errors | p50 | p95 | p99 | added p50 / p95 / p99 | "
+          "CPU ms/request")
     for row in table_rows(result):
         print(" | ".join(row))
     print(f"wrote {result['path']}")
