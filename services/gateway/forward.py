@@ -3,9 +3,9 @@ every provider. Its errors are translated here, through one table, into `Upstrea
 above imports it.
 
 The client is our own rather than aiohttp's `ClientSession` (used here until 2026-12-03) because
-it is what a request costs: ~40 against ~330 µs of CPU per plain request, ~195 against ~510 µs
-per stream (`python -m bench.upstream_client`; see docs/benchmarks.md), and aiohttp was in turn
-an order of magnitude cheaper than httpx.
+it is what a request costs: ~100 against ~360 µs of CPU per plain request, ~300 against
+~600 µs per stream (`python -m bench.upstream_client`; see docs/benchmarks.md), and aiohttp was
+in turn an order of magnitude cheaper than httpx.
 """
 
 from __future__ import annotations

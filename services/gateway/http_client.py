@@ -1,8 +1,8 @@
 """A lean HTTP/1.1 client for the gateway's upstream calls: one asyncio protocol per connection,
 llhttp (httptools) for the answer's framing, a keep-alive pool per origin.
 
-Why not aiohttp's `ClientSession`: on this path it spent ~330 µs of CPU per plain request and
-~510 µs per 20-token stream on the benchmark machine, where this client spends ~40 and ~195
+Why not aiohttp's `ClientSession`: on this path it spent ~360 µs of CPU per plain request and
+~600 µs per 20-token stream on the benchmark machine, where this client spends ~100 and ~300
 (`python -m bench.upstream_client`). The gateway sends every request the same way (a body of
 known length, headers already chosen, no cookies, no redirects, no proxy), so it needs a small
 part of what a general client does; that part is here:
