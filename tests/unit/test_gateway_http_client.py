@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from services.gateway.http_client import (
     ReadTimeout,
     ServerDisconnected,
 )
+from tests.support.tls import make_certificates
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -35,6 +38,9 @@ class Server:
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Server:
+        return await self.start()
+
+    async def start(self, tls: ssl.SSLContext | None = None) -> Server:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
             try:
@@ -44,9 +50,9 @@ class Server:
             finally:
                 writer.close()
 
-        self._server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
         port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -361,3 +367,24 @@ async def test_the_request_target_is_percent_encoded_once() -> None:
         await (await http.request("POST", url, {}, b"{}")).read()
         line = server.heads[0].split(b"\r\n", 1)[0]
         assert line == b"POST /v1beta/models/gemini%202:generate%2Fx?alt=sse&q=a%20b HTTP/1.1"
+
+
+async def test_https_verifies_the_servers_certificate(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(certificates.server_pem)
+    server = await serve(keep_answering(b'{"over":"tls"}'))
+    await server.start(tls=server_tls)
+    try:
+        trusting = ssl.create_default_context(cafile=str(certificates.ca_file))
+        async with client(ssl_context=trusting) as http:
+            response = await http.request("POST", server.url + "/v1/chat", {}, b"{}")
+            assert await response.read() == b'{"over":"tls"}'
+        # The system's authorities do not know this private one: refused, not sent.
+        async with client() as http:
+            with pytest.raises(ConnectError) as raised:
+                await http.request("POST", server.url + "/v1/chat", {}, b"{}")
+            assert "SSL" in str(raised.value)
+        assert len(server.heads) == 1
+    finally:
+        await server.__aexit__(None, None, None)
