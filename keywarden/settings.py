@@ -309,7 +309,10 @@ class Settings(BaseSettings):
         description="Gemini API base (scheme and host)",
     )
     gateway_upstream_timeout_s: float = Field(
-        default=600.0, gt=0, description="timeout of one upstream call"
+        default=600.0,
+        gt=0,
+        description="longest silence of a provider while its answer is due (between reads); "
+        "then 504",
     )
     gateway_max_body_bytes: int = Field(
         default=16 * 1024 * 1024, gt=0, description="larger request bodies get 413"
