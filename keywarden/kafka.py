@@ -149,6 +149,31 @@ def key_partition(key: bytes | None, partitions: Sequence[int]) -> int:
     return DefaultPartitioner()(key, partitions, partitions)
 
 
+def fill_batches(
+    producer: AIOKafkaProducer, records: Sequence[tuple[bytes | None, bytes]]
+) -> tuple[list[tuple[Any, list[int]]], list[int]]:
+    """`records` (key, value) in as few of the producer's batches as hold them, in order, for
+    `send_batch`: a batch costs an append per record where a `send()` costs a coroutine chain
+    and a future each, and waits for every full batch to drain. Returns (batch, indexes of its
+    records) pairs, and the indexes of records no empty batch could hold (none with aiokafka
+    today, which lets an empty batch take any one record; the caller decides what that means)."""
+    parts: list[tuple[Any, list[int]]] = []
+    left_out: list[int] = []
+    builder, members = producer.create_batch(), []
+    for index, (key, value) in enumerate(records):
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            if members:
+                parts.append((builder, members))
+            builder, members = producer.create_batch(), []  # a full batch closes itself
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                left_out.append(index)
+                continue
+        members.append(index)
+    if members:
+        parts.append((builder, members))
+    return parts, left_out
+
+
 def make_consumer(
     *topics: str, group_id: str | None, settings: Settings | None = None, **overrides: Any
 ) -> AIOKafkaConsumer:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from keywarden.kafka import (
     KafkaUnavailable,
     ensure_topics,
+    fill_batches,
     kafka_errors,
     key_partition,
     make_producer,
@@ -244,22 +245,10 @@ class EventPublisher:
     def _fill(
         producer: AIOKafkaProducer, batch: list[Record], indexes: list[int]
     ) -> list[tuple[Any, list[int]]]:
-        """The records at `indexes` appended to as few producer batches as hold them (a full
-        batch starts the next); a record no empty batch can hold is left out, so not sent."""
-        parts: list[tuple[Any, list[int]]] = []
-        builder, members = producer.create_batch(), []
-        for index in indexes:
-            _, key, value = batch[index]
-            if builder.append(key=key, value=value, timestamp=None) is None:
-                if members:
-                    parts.append((builder, members))
-                builder, members = producer.create_batch(), []  # a full batch closes itself
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    continue
-            members.append(index)
-        if members:
-            parts.append((builder, members))
-        return parts
+        """The records at `indexes` in as few producer batches as hold them; a record no empty
+        batch can hold is left out, so not sent (and spooled as not acknowledged)."""
+        parts, _ = fill_batches(producer, [(batch[i][1], batch[i][2]) for i in indexes])
+        return [(builder, [indexes[i] for i in members]) for builder, members in parts]
 
     async def _partitioner(
         self, producer: AIOKafkaProducer, topic: str
