@@ -10,7 +10,6 @@ in turn an order of magnitude cheaper than httpx.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from keywarden.settings import Settings
@@ -25,7 +24,6 @@ from services.gateway.http_client import (
 
 # Most specific first: the first class the error is an instance of decides.
 _ERROR_MAP: tuple[tuple[type[BaseException], type[UpstreamError]], ...] = (
-    (asyncio.TimeoutError, UpstreamTimeout),
     (ConnectTimeout, UpstreamTimeout),
     (ReadTimeout, UpstreamTimeout),
     (HttpClientError, UpstreamError),

@@ -256,12 +256,6 @@ class _Connection(asyncio.Protocol):
                                        if self._head is not None else
                                        "the server closed the connection mid-answer"))
 
-    def pause_writing(self) -> None:  # the body is already in memory: nothing to hold back
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # llhttp callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._length_known = False
