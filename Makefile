@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml scripts/check-prerequisites.sh
 	@bash scripts/check-prerequisites.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# A download that arrives damaged (hash mismatch) or cut off is tried once more, around pip's cache.
+	$(BIN)/python -m pip install --quiet -e '.[test]' || \
+	  { sleep 5; $(BIN)/python -m pip install --quiet --no-cache-dir -e '.[test]'; }
 	@touch $(STAMP)
 
 demo: setup
@@ -41,9 +43,8 @@ unit: setup
 # LiteLLM (a peer the benchmarks compare against) lives in its own venv, never in the project's.
 BENCH_STAMP := .venv-bench/.installed
 
-$(BENCH_STAMP):
-	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
-	.venv-bench/bin/python -m pip install --quiet 'litellm[proxy]' || echo "litellm[proxy] did not install: the benchmark says why and goes on without it"
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m tests.support.litellm || echo "litellm[proxy] did not install: the benchmark says why and goes on without it"
 	@touch $(BENCH_STAMP)
 
 $(LITELLM_STAMP): $(STAMP) tests/support/litellm.py

@@ -55,17 +55,12 @@ general_settings:
 def ensure_litellm(timeout_s: float = 600) -> tuple[bool, str]:
     """(True, version) once `.venv-bench` has litellm[proxy]; (False, why) if it cannot."""
     if not LITELLM_BIN.exists():
+        from tests.support.litellm import ensure_venv  # the one pinned install, with its retries
+
         try:
-            if not (BENCH_VENV / "bin" / "python").exists():
-                subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True,
-                               timeout=120, capture_output=True)
-            subprocess.run([str(BENCH_VENV / "bin" / "python"), "-m", "pip", "install",
-                            "--quiet", "litellm[proxy]"], check=True, timeout=timeout_s,
-                           capture_output=True)
-        except (subprocess.SubprocessError, OSError) as error:
-            detail = getattr(error, "stderr", b"") or b""
-            tail = detail.decode(errors="replace").strip().splitlines()[-3:]
-            return False, f"installing litellm[proxy] into .venv-bench failed: {error}; {tail}"
+            ensure_venv(timeout_s)
+        except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+            return False, str(error)
     probe = subprocess.run(
         [str(BENCH_VENV / "bin" / "python"), "-c",
          "import importlib.metadata as m; print(m.version('litellm'))"],

@@ -23,7 +23,10 @@ import httpx
 from keywarden.settings import PROJECT_ROOT
 
 VENV = PROJECT_ROOT / ".venv-bench"
-REQUIREMENTS = ("litellm[proxy]", "aiokafka[lz4,snappy,zstd]==0.14.0")
+# Pinned: an unpinned install took whatever PyPI published that day (and one such day's wheel
+# failed its hash check in CI). Move the pin by hand, with the LiteLLM suite run against it.
+REQUIREMENTS = ("litellm[proxy]==1.108.7", "aiokafka[lz4,snappy,zstd]==0.14.0")
+INSTALL_ATTEMPTS = 3
 STAMP = VENV / ".keywarden-litellm"
 CALLBACK_SOURCE = PROJECT_ROOT / "keywarden" / "integrations" / "litellm.py"
 
@@ -38,12 +41,25 @@ def ensure_venv(timeout_s: float = 900) -> None:
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=120,
                            capture_output=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
-                       check=True, timeout=timeout_s, capture_output=True)
     except subprocess.CalledProcessError as error:
         tail = (error.stderr or b"").decode(errors="replace").strip().splitlines()[-5:]
-        raise RuntimeError(f"installing {REQUIREMENTS} into {VENV} failed: {tail}") from None
-    STAMP.write_text(wanted)
+        raise RuntimeError(f"creating {VENV} failed: {tail}") from None
+    failures = []
+    for attempt in range(INSTALL_ATTEMPTS):
+        # A download that arrives damaged (a hash mismatch) or cut off is tried again, the
+        # retries around pip's cache; anything that fails every time is reported whole.
+        cache = [] if attempt == 0 else ["--no-cache-dir"]
+        result = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *cache, *REQUIREMENTS],
+            timeout=timeout_s, capture_output=True)
+        if result.returncode == 0:
+            STAMP.write_text(wanted)
+            return
+        failures.append(result.stderr.decode(errors="replace").strip().splitlines()[-5:])
+        if attempt + 1 < INSTALL_ATTEMPTS:
+            time.sleep(5 * (attempt + 1))
+    raise RuntimeError(f"installing {REQUIREMENTS} into {VENV} failed "
+                       f"{INSTALL_ATTEMPTS} times: {failures}")
 
 
 CONFIG = """\
