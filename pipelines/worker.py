@@ -258,6 +258,9 @@ def worker_counters(pipeline: Pipeline) -> dict[str, tuple[str, float]]:
             pipeline.stage.stats.transactions),
         "keywarden_pipeline_gaps_read_total": ("Offset ranges read directly (gap reader).",
                                                pipeline.ledger.gaps),
+        "keywarden_pipeline_stalled_partitions_read_total": (
+            "Assigned partitions the consumer delivered nothing of, read directly to their end.",
+            pipeline.ledger.tails_read),
     }
 
 

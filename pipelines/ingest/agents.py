@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from keywarden.kafka import kafka_errors
 from pipelines.ingest import offsets
 from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
-from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger
+from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger, StalledTails
 from pipelines.pricing import PricedRequest, price
 from pipelines.sinks.clickhouse import (
     DEAD_LETTER_COLUMNS,
@@ -215,15 +216,18 @@ def register_ledgered_agent(
     app: faust.App, source: faust.TopicT, name: str, processor: BatchProcessor, batch_rows: int,
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
-    ledger: OffsetLedger | None = None,
+    ledger: OffsetLedger | None = None, catch_up_every: float = 2.0,
+    catch_up_after: float = 10.0,
 ) -> faust.types.AgentT:
     """Attach an agent over `source` to `app` that hands batches to `processor` in log order
     and commits only what it processed (the offset ledger). Batches the fetchers could not
     decode (reported to `undecodable`) are dead-lettered before the ledger moves past them, by
-    the agent or a timer."""
+    the agent or a timer. An assigned partition whose ledger stands below the partition's end
+    for `catch_up_after` seconds (faust delivers none of it) is read directly."""
 
     ledger = ledger or OffsetLedger(source.get_topic_name())
-    batch_lock = asyncio.Lock()  # one batch, gap or settlement at a time
+    batch_lock = asyncio.Lock()  # one batch, gap, catch-up or settlement at a time
+    tails = StalledTails(catch_up_after)
 
     async def settle_undecodable() -> None:
         """Dead-letter the batches the fetchers stepped over; then the ledger may pass them."""
@@ -256,9 +260,49 @@ def register_ledgered_agent(
         except (OperationalError, OSError) as exc:  # KafkaUnavailable is an OSError
             log.warning("undecodable batches not dead-lettered this round: %s", exc)
 
+    @app.timer(catch_up_every)
+    async def catch_up_stalled_partitions() -> None:
+        if batch_lock.locked() or not settled():
+            return
+        try:
+            async with batch_lock:
+                with kafka_errors("checking the ends of the assigned partitions"):
+                    await catch_up()
+        except (OperationalError, OSError) as exc:  # KafkaUnavailable is an OSError
+            log.warning("stalled partitions not checked this round: %s", exc)
+
+    def settled() -> bool:
+        """No rebalance under way and the tables recovered for the current assignment: the
+        state of every assigned partition is loaded, so its records may be processed."""
+        return not app.rebalancing and not app.in_recovery
+
+    async def catch_up() -> None:
+        if not settled():
+            return
+        tps = {tp for tp in app.consumer.assignment() if tp.topic == ledger.topic}
+        if not tps:
+            return
+        new = {tp for tp in tps if not ledger.knows(tp)}
+        if new:
+            await begin(new)
+        ends = await gap_reader.ends(tps)
+        now = time.monotonic()
+        for tp in sorted(tps):
+            position = ledger.committable(tp)
+            if position is None or not tails.stalled(tp, position, ends[tp], now):
+                continue
+            read = await read_gap(tp, Gap(position, ends[tp]), quiet=True)
+            offsets.offer_commit(app.consumer, tp)
+            if read:  # (else only a transaction marker stood between the position and the end)
+                ledger.tails_read += 1
+                log.warning("%s: %d records at offsets %d..%d were not delivered for %.0f s; "
+                            "read them directly", tp, read, position, ends[tp] - 1,
+                            catch_up_after)
+
     @app.on_partitions_assigned.connect
     async def restart_ledger(app: faust.App, assigned: Any = None, **_kw: Any) -> None:
         ledger.forget_all()
+        tails.forget_all()
 
     @app.on_before_shutdown.connect
     async def stop_gap_reader(app: faust.App, **_kw: Any) -> None:
@@ -273,18 +317,22 @@ def register_ledgered_agent(
         for tp in tps:
             ledger.begin(tp, committed[tp] if committed[tp] is not None else earliest[tp])
 
-    async def read_gap(tp: Any, gap: Gap) -> None:
-        log.warning("%s: the consumer skipped offsets in %d..%d; reading them directly",
-                    tp, gap.start, gap.end - 1)
+    async def read_gap(tp: Any, gap: Gap, quiet: bool = False) -> int:
+        if not quiet:
+            log.warning("%s: the consumer skipped offsets in %d..%d; reading them directly",
+                        tp, gap.start, gap.end - 1)
+        read = 0
         async for chunk in gap_reader.read(tp, gap):
             if not ledger.knows(tp):  # reassigned meanwhile: its new owner reads it
                 log.info("%s was reassigned while its gap was read; leaving the rest", tp)
-                return
+                return read
+            read += len(chunk)
             await processor.process([raw(record) for record in chunk])
             await settle_undecodable()  # a batch the gap reader stepped over, before passing it
             ledger.stored_through(tp, chunk[-1].offset + 1)
         await settle_undecodable()
         ledger.stored_through(tp, gap.end)
+        return read
 
     @app.agent(source, name=name)
     async def ingest(stream: faust.StreamT) -> None:

@@ -17,7 +17,14 @@ end up committed unprocessed: after the next restart they are gone (seen in our 
   then deliver records it had fetched before the seek, move its read offset past the hole again
   and drop the re-read, and a partition with no newer records never saw another batch to notice
   it (the likely cause of a worker that made no progress for 90 s after a restart, once in CI);
-* the offset faust commits for a source partition is the ledger's, never more.
+* the offset faust commits for a source partition is the ledger's, never more;
+* a hole is seen only when a later record arrives. A partition whose records faust does not
+  deliver at all (after a rebalance faust can leave an assigned partition unfetched, or fetched
+  past records it dropped, with nothing newer to follow: faust-streaming issues #166 and #629;
+  once in our scale-out test, a taken-over partition stood at its commit for good) shows no
+  hole. So the ledger's position is also compared with the partition's end (its last stable
+  offset) every few seconds: a partition whose position stays below its end for
+  `StalledTails.after_seconds` is read directly, as a gap.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ class OffsetLedger:
 
     topic: str
     partitions: dict[Any, int] = field(default_factory=dict)
-    gaps: int = 0  # ranges read directly so far
+    gaps: int = 0  # ranges read directly so far (holes in a batch)
+    tails_read: int = 0  # stalled partitions read to their end (`StalledTails`)
     # Transaction markers seen by the fetchers (topic, partition -> {start: end}): offsets that
     # hold no record, so a hole exactly over one is no skipped record (batches.py reports them).
     markers: Callable[[str, int], dict[int, int]] | None = None
@@ -119,6 +127,31 @@ class OffsetLedger:
 
 
 @dataclass
+class StalledTails:
+    """Which partitions' ledgers stand below their partition's end without moving.
+
+    A partition is stalled once its position has stayed the same, below the end, for
+    `after_seconds`: longer than any batch takes to arrive from a consumer that fetches it.
+    A backlog being worked through moves the position, so it never counts as stalled."""
+
+    after_seconds: float
+    _since: dict[Any, tuple[int, float]] = field(default_factory=dict)
+
+    def stalled(self, tp: Any, position: int, end: int, now: float) -> bool:
+        if position >= end:
+            self._since.pop(tp, None)
+            return False
+        seen = self._since.get(tp)
+        if seen is None or seen[0] != position:
+            self._since[tp] = (position, now)
+            return False
+        return now - seen[1] >= self.after_seconds
+
+    def forget_all(self) -> None:
+        self._since.clear()
+
+
+@dataclass
 class GapReader:
     """Reads an offset range of a source partition with its own consumer (no group, no commits).
 
@@ -154,6 +187,13 @@ class GapReader:
             if records:
                 yield records
             position = after
+
+    async def ends(self, tps: Iterable[Any]) -> dict[Any, int]:
+        """Each partition's last stable offset: where a read_committed reader of it ends."""
+        consumer = await self._ensure()
+        wanted = {tp: TopicPartition(tp.topic, tp.partition) for tp in tps}
+        found = await consumer.end_offsets(list(wanted.values()))
+        return {tp: found[partition] for tp, partition in wanted.items()}
 
     async def _ensure(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -200,6 +240,13 @@ def _guarded_new_offset(self: Consumer, tp: Any) -> int | None:
     if proposed is not None and proposed > safe:
         log.debug("commit of %s held at %d (faust proposed %d)", tp, safe, proposed)
     return safe
+
+
+def offer_commit(consumer: Consumer, tp: Any) -> None:
+    """Make faust's next commit include `tp`, at the ledger's offset: faust commits only the
+    partitions it holds acknowledgements for, and a partition read directly because faust
+    delivered none of it has none (its commit would otherwise stay where it was)."""
+    consumer._acked.setdefault(tp, [])  # noqa: SLF001 - a defaultdict(list) in faust 0.15
 
 
 def install(consumer: Consumer, ledger: OffsetLedger) -> None:

@@ -106,7 +106,11 @@ async def test_survivor_takes_over_a_killed_workers_partitions_exactly(
         exact = all(last.get(k, {}).get("requests_today") == expected[k][0] for k in names)
         return last if exact else {}
 
-    last = await wait_for(spend_exact, 60, "per-key state (usage.spend.v1) counting once")
+    try:
+        last = await wait_for(spend_exact, 60, "per-key state (usage.spend.v1) counting once")
+    except AssertionError:
+        print(survivor.log())
+        raise
     for key in names:
         assert Decimal(last[key]["spend_today_usd"]) == expected[key][1]
     print(f"killed one of two workers with {at_kill} of {len(events)} events stored")

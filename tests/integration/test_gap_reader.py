@@ -1,6 +1,7 @@
 """The ingest worker's gap reader (pipelines/ingest/offsets.py) against the session broker: it
 reads exactly an offset range of one partition, in order and in chunks, and finishes a range
-whose last offsets hold no record (a transaction's commit marker)."""
+whose last offsets hold no record (a transaction's commit marker); it tells where a partition
+ends for a read_committed reader."""
 
 from __future__ import annotations
 
@@ -68,5 +69,20 @@ async def test_reads_a_range_in_order_in_chunks_and_past_transaction_markers(kaf
 
         # The same reader serves another partition next (the worker reuses one consumer).
         assert await read_all(reader, TP(topic, 0), Gap(0, 0)) == []
+
+        # Where each partition ends for a read_committed reader: after the commit marker, and
+        # not past a transaction still open (its records may yet be aborted).
+        assert await reader.ends([tp, TP(topic, 0)]) == {tp: 14, TP(topic, 0): 0}
+        open_tx = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap,
+                                   transactional_id=f"gap-{uuid.uuid4().hex[:8]}")
+        await open_tx.start()
+        try:
+            await open_tx.begin_transaction()
+            await (await open_tx.send(topic, b"pending", partition=1))
+            assert await reader.ends([tp]) == {tp: 14}
+            await open_tx.commit_transaction()
+            assert await reader.ends([tp]) == {tp: 16}
+        finally:
+            await open_tx.stop()
     finally:
         await reader.stop()

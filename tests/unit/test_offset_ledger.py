@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.ingest.offsets import Gap, OffsetLedger
+from pipelines.ingest.offsets import Gap, OffsetLedger, StalledTails
 
 TP = ("llm.requests.v1", 2)
 
@@ -103,3 +103,35 @@ def test_a_hole_exactly_over_transaction_markers_is_no_gap_but_other_holes_are()
     ledger.stored_through(tp, 8)
     assert reports.markers(tp.topic, 1) == {}  # passed markers are forgotten
     assert ledger.plan(tp, [8, 10]) == ([], Gap(8, 11))  # 9 is no known marker: read it
+
+
+def test_a_partition_standing_below_its_end_is_stalled_only_after_the_wait() -> None:
+    tails = StalledTails(after_seconds=10)
+    assert not tails.stalled(TP, 200, 757, now=0.0)  # first seen behind: the clock starts
+    assert not tails.stalled(TP, 200, 757, now=9.9)
+    assert tails.stalled(TP, 200, 757, now=10.0)  # nothing delivered for 10 s: read it
+    assert tails.stalled(TP, 200, 800, now=11.0)  # a growing end does not restart the clock
+
+
+def test_a_partition_being_worked_through_or_at_its_end_is_never_stalled() -> None:
+    tails = StalledTails(after_seconds=10)
+    position = 0
+    for second in range(60):  # a backlog: the position moves every second, the end too
+        position += 50
+        assert not tails.stalled(TP, position, position + 5_000, now=float(second))
+    assert not tails.stalled(TP, 757, 757, now=100.0)
+    assert not tails.stalled(TP, 757, 757, now=200.0)  # at the end: no clock runs
+    assert not tails.stalled(TP, 757, 760, now=201.0)  # behind again: a new clock
+    assert not tails.stalled(TP, 757, 760, now=210.9)
+    assert tails.stalled(TP, 757, 760, now=211.0)
+
+
+def test_an_assignment_restarts_every_clock() -> None:
+    tails = StalledTails(after_seconds=10)
+    other = ("llm.requests.v1", 3)
+    assert not tails.stalled(TP, 1, 5, now=0.0)
+    assert not tails.stalled(other, 1, 5, now=0.0)
+    tails.forget_all()
+    assert not tails.stalled(TP, 1, 5, now=10.0)
+    assert not tails.stalled(other, 1, 5, now=15.0)
+    assert tails.stalled(TP, 1, 5, now=20.0)
