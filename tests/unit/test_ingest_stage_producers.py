@@ -43,3 +43,37 @@ async def test_the_listener_and_a_batch_acquiring_one_partition_start_one_produc
     assert sorted(p.transactional_id for p in SlowStartingProducer.started) == [
         f"kw-test.ingest.llm.requests.v1.{p}" for p in range(3)]
     assert stage._producers[batch_partition] in SlowStartingProducer.started
+
+
+class _Run:
+    def __init__(self, index: int, size: int) -> None:
+        self.wrapped_key_id = f"wk_{index}"
+        self._value = index.to_bytes(4, "big") * (size // 4)
+
+    def encode(self) -> bytes:
+        return self._value
+
+
+def _decoded(batches: list[Any]) -> list[tuple[bytes, bytes]]:
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    found = []
+    for batch in batches:
+        for record in DefaultRecordBatch(bytearray(batch._build())):
+            found.append((bytes(record.key), bytes(record.value)))
+    return found
+
+
+async def test_a_transactions_runs_go_in_few_producer_batches_in_order_and_none_is_dropped(
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=4096)
+    runs = [_Run(index, 400) for index in range(30)]  # 12 KB: more than one 4 KiB batch
+    batches = stage_module._run_batches(producer, runs)
+    assert 3 <= len(batches) <= 4
+    assert _decoded(batches) == [(r.wrapped_key_id.encode(), r.encode()) for r in runs]
+    # A run larger than a batch gets a batch of its own (an empty batch takes any one record).
+    big = [_Run(1, 400), _Run(2, 8000), _Run(3, 400)]
+    batches = stage_module._run_batches(producer, big)
+    assert _decoded(batches) == [(r.wrapped_key_id.encode(), r.encode()) for r in big]
