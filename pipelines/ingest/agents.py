@@ -260,44 +260,62 @@ def register_ledgered_agent(
         except (OperationalError, OSError) as exc:  # KafkaUnavailable is an OSError
             log.warning("undecodable batches not dead-lettered this round: %s", exc)
 
+    check_failed = False  # the last round's check failed (one warning per outage)
+
     @app.timer(catch_up_every)
     async def catch_up_stalled_partitions() -> None:
+        nonlocal check_failed
         if batch_lock.locked() or not settled():
             return
         try:
-            async with batch_lock:
-                with kafka_errors("checking the ends of the assigned partitions"):
-                    await catch_up()
+            with kafka_errors("checking the ends of the assigned partitions"):
+                stalled = await find_stalled()  # (the broker's answer waited for unlocked)
+                if stalled:
+                    async with batch_lock:
+                        await catch_up(stalled)
         except (OperationalError, OSError) as exc:  # KafkaUnavailable is an OSError
-            log.warning("stalled partitions not checked this round: %s", exc)
+            if not check_failed:
+                log.warning("stalled partitions not checked (%s); trying every %.0f s",
+                            exc, catch_up_every)
+            check_failed = True
+        else:
+            check_failed = False
 
     def settled() -> bool:
         """No rebalance under way and the tables recovered for the current assignment: the
         state of every assigned partition is loaded, so its records may be processed."""
         return not app.rebalancing and not app.in_recovery
 
-    async def catch_up() -> None:
-        if not settled():
-            return
+    async def find_stalled() -> dict[Any, int]:
+        """The assigned partitions whose ledger stood below their end too long, with the end."""
         tps = {tp for tp in app.consumer.assignment() if tp.topic == ledger.topic}
         if not tps:
-            return
-        new = {tp for tp in tps if not ledger.knows(tp)}
-        if new:
-            await begin(new)
+            return {}
+        if any(not ledger.knows(tp) for tp in tps):  # assigned, no batch of it delivered yet
+            async with batch_lock:
+                new = {tp for tp in tps if not ledger.knows(tp)}
+                if new and settled():
+                    await begin(new)
         ends = await gap_reader.ends(tps)
         now = time.monotonic()
+        stalled = {}
         for tp in sorted(tps):
             position = ledger.committable(tp)
-            if position is None or not tails.stalled(tp, position, ends[tp], now):
-                continue
-            read = await read_gap(tp, Gap(position, ends[tp]), quiet=True)
+            if position is not None and tails.stalled(tp, position, ends[tp], now):
+                stalled[tp] = ends[tp]
+        return stalled
+
+    async def catch_up(stalled: dict[Any, int]) -> None:
+        for tp, end in stalled.items():
+            position = ledger.committable(tp)
+            if not settled() or position is None or position >= end:
+                continue  # a rebalance began, or a batch came meanwhile
+            read = await read_gap(tp, Gap(position, end), quiet=True)
             offsets.offer_commit(app.consumer, tp)
             if read:  # (else only a transaction marker stood between the position and the end)
                 ledger.tails_read += 1
                 log.warning("%s: %d records at offsets %d..%d were not delivered for %.0f s; "
-                            "read them directly", tp, read, position, ends[tp] - 1,
-                            catch_up_after)
+                            "read them directly", tp, read, position, end - 1, catch_up_after)
 
     @app.on_partitions_assigned.connect
     async def restart_ledger(app: faust.App, assigned: Any = None, **_kw: Any) -> None:
