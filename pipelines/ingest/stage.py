@@ -90,6 +90,7 @@ class IngestStage:
     _in_flight: asyncio.Future[dict[TopicPartition, int]] | None = None
     _last_starts: dict[TopicPartition, int] = field(default_factory=dict)
     _generation: int = 0  # rebalances so far
+    _acquiring: asyncio.Lock = field(default_factory=asyncio.Lock)
     crashed: BaseException | None = None  # set by whoever runs the stage when run() raised
 
     def __post_init__(self) -> None:
@@ -117,14 +118,19 @@ class IngestStage:
 
     # -- partitions and their producers ---------------------------------------------------
     async def acquire(self, assigned: set[TopicPartition]) -> None:
-        for tp in sorted(assigned):
-            if tp in self._producers:
-                continue
-            producer = make_producer(
-                self.settings, transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
-                transaction_timeout_ms=self.transaction_timeout_ms, linger_ms=0)
-            await producer.start()  # init_transactions: fences the partition's previous owner
-            self._producers[tp] = producer
+        # One call at a time: the rebalance listener starts the producers one by one while the
+        # loop may already store a batch of a partition it has not reached (`_transaction` then
+        # acquires that one itself). Two producers of one transactional id fence each other: the
+        # one kept could be the fenced one, and the other was dropped without a stop.
+        async with self._acquiring:
+            for tp in sorted(assigned):
+                if tp in self._producers:
+                    continue
+                producer = make_producer(
+                    self.settings, transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
+                    transaction_timeout_ms=self.transaction_timeout_ms, linger_ms=0)
+                await producer.start()  # init_transactions: fences the partition's previous owner
+                self._producers[tp] = producer
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1  # a batch fetched before this rebalance is not stored
