@@ -192,10 +192,31 @@ def make_admin(settings: Settings | None = None) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**_common(settings))
 
 
+async def _until_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Wait until the broker's metadata lists every partition of `names` with a leader.
+
+    CreateTopics returns before the metadata does (KRaft): a client that looks the topic up at
+    once is told it does not exist, and an aiokafka consumer then keeps metadata without it
+    until its next refresh, minutes later (pipelines/worker.py `pipeline_topics`)."""
+    pending = sorted(names)
+    while pending:
+        described = await admin.describe_topics(pending)
+        pending = sorted(
+            topic["topic"]
+            for topic in described
+            if topic["error_code"]
+            or not topic["partitions"]
+            or any(partition["leader"] < 0 for partition in topic["partitions"])
+        )
+        if pending:
+            await asyncio.sleep(0.05)
+
+
 async def ensure_topics(
     settings: Settings | None = None, specs: Iterable[TopicSpec] = TOPICS, timeout: float = 30.0
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Safe to repeat.
+    """Create the topics that do not exist yet and wait until the broker's metadata lists them;
+    return the names created. Safe to repeat.
 
     A project topic is created only as `schemas/topics.py` specifies it (else ValueError): who
     creates it first must not decide its retention."""
@@ -224,6 +245,7 @@ async def ensure_topics(
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+        await asyncio.wait_for(_until_visible(admin, created), timeout)
     except (KafkaConnectionError, OSError) as error:  # TimeoutError and a failed lookup too
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap} is unreachable: {type(error).__name__}"

@@ -47,7 +47,14 @@ from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import DEAD_LETTER_COLUMNS, REQUEST_COLUMNS, ClickHouseSink
 from pipelines.topics import PipelineTopics, declare_topics
 from schemas.pricing import PricingCatalog, load_catalog
-from schemas.topics import TOPICS, USAGE_MINUTES, spec_of, usage_minutes_topic
+from schemas.topics import (
+    TOPICS,
+    USAGE_MINUTES,
+    TopicSpec,
+    spec_of,
+    state_changelog_spec,
+    usage_minutes_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -358,15 +365,31 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, older, oldest)
 
 
+def pipeline_topics(pipeline: Pipeline) -> tuple[TopicSpec, ...]:
+    """Every topic `pipeline`'s worker reads or writes: the project's, its runs topic and its
+    state tables' changelogs.
+
+    The changelogs are here, not left to faust, because faust creates them only as the tables
+    start, after its consumer has subscribed to them. A consumer whose first metadata fetch
+    came before the topic existed ("Topic ... not found in cluster metadata") keeps metadata
+    without it until aiokafka's next refresh (up to 5 minutes), and the group leader's faust
+    assignor skips it ("Ignoring missing topic"): the table's changelog partitions are assigned
+    to nobody, so a worker taking over a killed worker's partitions never recovers that table
+    (seen in the scale-out fault test: key-state left out of every assignment, under load)."""
+    runs = spec_of(usage_minutes_topic(pipeline.app.conf.id), like=USAGE_MINUTES)
+    changelogs = tuple(state_changelog_spec(table.changelog_topic.get_topic_name())
+                       for table in pipeline.app.tables.values())
+    return (*TOPICS, runs, *changelogs)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create missing topics, then run the pipeline until SIGINT/SIGTERM (or until it stops
     consuming: then it exits with status 70)."""
     # uvloop runs faust's per-message futures and callbacks 30-40% faster than asyncio's own
     # loop here (docs/benchmarks.md); mode's worker takes the loop from the policy.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    runs = spec_of(usage_minutes_topic(settings.pipeline_app_id), like=USAGE_MINUTES)
-    asyncio.run(ensure_topics(settings, (*TOPICS, runs)))
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(settings)  # connects to nothing: the topics come first
+    asyncio.run(ensure_topics(settings, pipeline_topics(pipeline)))
     tune_garbage_collector()
     worker = PipelineWorker(pipeline, settings, loglevel=loglevel, quiet=True)
     try:

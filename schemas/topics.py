@@ -70,6 +70,13 @@ def usage_minutes_topic(app_id: str) -> str:
     return f"{USAGE_MINUTES}.{app_id}"
 
 
+def state_changelog_spec(name: str) -> TopicSpec:
+    """The spec of a pipeline state table's changelog `name` (`<app id>-<table>-changelog`, named
+    by faust): compacted, partitioned like REQUESTS (the default count), as faust would create it.
+    The worker creates it before faust starts (pipelines/worker.py `pipeline_topics`)."""
+    return TopicSpec(name, compacted=True)
+
+
 def spec_of(name: str, like: str | None = None) -> TopicSpec:
     """The spec of topic `name`. A project topic renamed by configuration (the notifier's
     `KEYWARDEN_NOTIFIER_*_TOPIC`) is created with the spec of the topic `like` it stands for."""
