@@ -10,10 +10,10 @@ from typing import NamedTuple
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from keywarden.settings import load_settings
 from pipelines.ingest.offsets import Gap, GapReader
+from tests.support.kafka import new_topic
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -28,13 +28,7 @@ async def read_all(reader: GapReader, tp: TP, gap: Gap) -> list[list[int]]:
 
 
 async def test_reads_a_range_in_order_in_chunks_and_past_transaction_markers(kafka_broker) -> None:
-    topic = f"gap-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)], timeout_ms=10_000)
-    finally:
-        await admin.close()
+    topic = await new_topic(kafka_broker.bootstrap, "gap", partitions=2)
 
     plain = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     await plain.start()

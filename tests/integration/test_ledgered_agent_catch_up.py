@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from keywarden.settings import load_settings
 from pipelines.app import create_app
 from pipelines.ingest.agents import RawRecord, register_ledgered_agent
 from pipelines.ingest.offsets import GapReader, OffsetLedger, group_committed
+from tests.support.kafka import new_topic
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -50,13 +50,7 @@ async def wait_until(condition: Any, seconds: float, what: str) -> None:
 async def test_a_partition_the_consumer_never_delivers_is_read_to_its_end(
     kafka_broker, tmp_path
 ) -> None:
-    topic = f"catch-up-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)], timeout_ms=10_000)
-    finally:
-        await admin.close()
+    topic = await new_topic(kafka_broker.bootstrap, "catch-up", partitions=2)
     settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap, home=tmp_path,
                              pipeline_store="memory://")
     app = create_app(settings, f"kw-catch-up-{uuid.uuid4().hex[:8]}")

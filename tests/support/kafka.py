@@ -48,6 +48,22 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     return ports
 
 
+async def new_topic(bootstrap: str, prefix: str, partitions: int) -> str:
+    """A topic of `partitions` partitions with a fresh name starting `prefix`, created now."""
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)], timeout_ms=10_000)
+    finally:
+        await admin.close()
+    return topic
+
+
 async def topic_ends(settings: Settings, topic: str) -> dict[TopicPartition, int]:
     """The end offset of each partition of `topic` now (empty when it does not exist yet)."""
     admin = make_admin(settings)
