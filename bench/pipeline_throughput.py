@@ -35,6 +35,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from bench.processes import cpu_seconds  # noqa: E402
 from bench.stack import new_database  # noqa: E402
 from keywarden.clickhouse import get_client  # noqa: E402
 from keywarden.kafka import ensure_topics, make_consumer  # noqa: E402
@@ -98,6 +99,7 @@ def measure_pipeline(bootstrap: str, url: str, total: int, home: Path,
             seen = count(url)
             if seen and first_at is None:
                 first_at, first_rows = time.monotonic(), seen
+                first_cpu = cpu_seconds(worker.pid)
             time.sleep(0.05)
         done_at = time.monotonic()
         # The worker has stored and analysed the events once its analytics stage counted them
@@ -107,6 +109,7 @@ def measure_pipeline(bootstrap: str, url: str, total: int, home: Path,
             counted = analysed(health_port)
             time.sleep(0.05)
         analysed_at = time.monotonic()
+        worker_cpu = cpu_seconds(worker.pid) - first_cpu if first_at is not None else 0.0
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -121,7 +124,8 @@ def measure_pipeline(bootstrap: str, url: str, total: int, home: Path,
     elapsed = analysed_at - first_at
     return {"events": total, "seconds": elapsed, "events_per_s": rows / elapsed,
             "rows_seconds": done_at - first_at, "rows_per_s": rows / (done_at - first_at),
-            "seconds_from_start": analysed_at - started_at}
+            "seconds_from_start": analysed_at - started_at,
+            "cpu_us_per_event": worker_cpu / rows * 1e6}
 
 
 async def measure_baseline(bootstrap: str, url: str, total: int) -> dict[str, float]:
@@ -139,12 +143,13 @@ async def measure_baseline(bootstrap: str, url: str, total: int) -> dict[str, fl
     done = 0
     first_at = None
     first_rows = 0
+    first_cpu = 0.0
     in_flight: asyncio.Task[Any] | None = None
     in_flight_rows = 0
     columns = list(REQUEST_COLUMNS)
 
     async def settle() -> None:
-        nonlocal done, first_at, first_rows, in_flight
+        nonlocal done, first_at, first_rows, first_cpu, in_flight
         if in_flight is None:
             return
         await in_flight
@@ -152,7 +157,7 @@ async def measure_baseline(bootstrap: str, url: str, total: int) -> dict[str, fl
         await consumer.commit()
         done += in_flight_rows
         if first_at is None:
-            first_at, first_rows = time.monotonic(), done
+            first_at, first_rows, first_cpu = time.monotonic(), done, time.process_time()
 
     try:
         while done + in_flight_rows < total:
@@ -174,7 +179,9 @@ async def measure_baseline(bootstrap: str, url: str, total: int) -> dict[str, fl
         client.close()
     assert first_at is not None
     elapsed = time.monotonic() - first_at
-    return {"events": total, "seconds": elapsed, "events_per_s": (total - first_rows) / elapsed}
+    cpu = time.process_time() - first_cpu
+    return {"events": total, "seconds": elapsed, "events_per_s": (total - first_rows) / elapsed,
+            "cpu_us_per_event": cpu / (total - first_rows) * 1e6}
 
 
 async def measure_faust_floor(bootstrap: str, total: int) -> dict[str, float]:
@@ -333,6 +340,12 @@ def main() -> int:
         print(f"faust floor (take_events, nothing else):                "
               f"{floor['events_per_s']:,.0f} events/s")
     print(f"ratio pipeline/baseline: {ratio:.2f}   (load average {os.getloadavg()[0]:.2f})")
+    # CPU per event (user + system, from /proc and the bench's own clock): what other tenants of
+    # a shared machine steal does not count, so this moves less than events/s from run to run.
+    # The warehouse server's work for either is in neither figure.
+    print(f"CPU per event: worker {pipeline['cpu_us_per_event']:,.0f} us, baseline "
+          f"{baseline['cpu_us_per_event']:,.0f} us "
+          f"(baseline/worker {baseline['cpu_us_per_event'] / pipeline['cpu_us_per_event']:.2f})")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     path = out / f"pipeline_throughput-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
