@@ -28,7 +28,8 @@ async def read_all(reader: GapReader, tp: TP, gap: Gap) -> list[list[int]]:
 
 
 async def test_reads_a_range_in_order_in_chunks_and_past_transaction_markers(kafka_broker) -> None:
-    topic = await new_topic(kafka_broker.bootstrap, "gap", partitions=2)
+    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap)
+    topic = await new_topic(settings, "gap", partitions=2)
 
     plain = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     await plain.start()
@@ -47,7 +48,7 @@ async def test_reads_a_range_in_order_in_chunks_and_past_transaction_markers(kaf
     finally:
         await transactional.stop()
 
-    reader = GapReader(load_settings(kafka_bootstrap=kafka_broker.bootstrap), chunk_records=4)
+    reader = GapReader(settings, chunk_records=4)
     tp = TP(topic, 1)
     try:
         chunks = await read_all(reader, tp, Gap(3, 8))

@@ -50,9 +50,9 @@ async def wait_until(condition: Any, seconds: float, what: str) -> None:
 async def test_a_partition_the_consumer_never_delivers_is_read_to_its_end(
     kafka_broker, tmp_path
 ) -> None:
-    topic = await new_topic(kafka_broker.bootstrap, "catch-up", partitions=2)
     settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap, home=tmp_path,
                              pipeline_store="memory://")
+    topic = await new_topic(settings, "catch-up", partitions=2)
     app = create_app(settings, f"kw-catch-up-{uuid.uuid4().hex[:8]}")
     source = app.topic(topic, partitions=2)
     recorder = Recorder()

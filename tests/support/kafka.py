@@ -48,14 +48,14 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     return ports
 
 
-async def new_topic(bootstrap: str, prefix: str, partitions: int) -> str:
+async def new_topic(settings: Settings, prefix: str, partitions: int) -> str:
     """A topic of `partitions` partitions with a fresh name starting `prefix`, created now."""
     import uuid
 
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
     topic = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, 1)], timeout_ms=10_000)
