@@ -321,7 +321,6 @@ def register_ledgered_agent(
     async def restart_ledger(app: faust.App, assigned: Any = None, **_kw: Any) -> None:
         ledger.forget_all()
         tails.forget_all()
-        offsets.install(app.consumer, ledger)  # before recovery seeks the stream partitions
 
     @app.on_before_shutdown.connect
     async def stop_gap_reader(app: faust.App, **_kw: Any) -> None:

@@ -44,7 +44,6 @@ from keywarden.settings import Settings
 log = logging.getLogger(__name__)
 
 _original_new_offset = Consumer._new_offset
-_original_perform_seek = Consumer.perform_seek
 
 
 @dataclass(frozen=True)
@@ -250,31 +249,8 @@ def offer_commit(consumer: Consumer, tp: Any) -> None:
     consumer._acked.setdefault(tp, [])  # noqa: SLF001 - a defaultdict(list) in faust 0.15
 
 
-async def _guarded_perform_seek(self: Consumer) -> None:
-    """faust's seek to the committed offsets after a rebalance, and for the ledger's topic also
-    of the partitions it leaves alone: aiokafka's `seek_to_committed` moves only a partition
-    whose committed offset is above 0, so one without a commit stays wherever faust's fetch loop
-    left it, past any records that loop dropped in the rebalance. When no newer record follows
-    (the partition's runs were all written before the rebalance), no batch ever shows the
-    ledger the hole, and the partition is never analysed (seen in the scale-out fault test: a
-    killed worker's partition with no commit, not one of its runs counted by the survivor)."""
-    await _original_perform_seek(self)
-    ledger: OffsetLedger | None = getattr(self, "_keywarden_ledger", None)
-    if ledger is None:
-        return
-    # perform_seek records the committed offsets above 0; the rest have none (or 0)
-    uncommitted = [tp for tp in self.assignment()
-                   if tp.topic == ledger.topic and self._committed_offset.get(tp) is None]
-    if uncommitted:
-        earliest = await self.earliest_offsets(*uncommitted)
-        await self.seek_wait({tp: earliest[tp] for tp in uncommitted})
-
-
 def install(consumer: Consumer, ledger: OffsetLedger) -> None:
-    """Make `consumer` commit `ledger.topic` partitions at the ledger's offsets, and read its
-    partitions without a commit from their start after every rebalance."""
+    """Make `consumer` commit `ledger.topic` partitions at the ledger's offsets."""
     consumer._keywarden_ledger = ledger  # type: ignore[attr-defined]
     if Consumer._new_offset is not _guarded_new_offset:
         Consumer._new_offset = _guarded_new_offset  # type: ignore[method-assign]
-    if Consumer.perform_seek is not _guarded_perform_seek:
-        Consumer.perform_seek = _guarded_perform_seek  # type: ignore[method-assign]

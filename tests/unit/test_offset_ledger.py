@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
-
 from pipelines.ingest.offsets import Gap, OffsetLedger, StalledTails
 
 TP = ("llm.requests.v1", 2)
@@ -137,44 +135,3 @@ def test_an_assignment_restarts_every_clock() -> None:
     assert not tails.stalled(TP, 1, 5, now=10.0)
     assert not tails.stalled(other, 1, 5, now=15.0)
     assert tails.stalled(TP, 1, 5, now=20.0)
-
-
-class _SeekingConsumer:
-    """What `_guarded_perform_seek` uses of faust's consumer, after faust's own seek."""
-
-    def __init__(self, ledger: OffsetLedger, assigned: set, committed: dict) -> None:
-        self._keywarden_ledger = ledger
-        self._assigned = assigned
-        self._committed_offset = committed  # perform_seek keeps the commits above 0 here
-        self.seeks: dict = {}
-
-    def assignment(self) -> set:
-        return self._assigned
-
-    async def earliest_offsets(self, *tps):
-        return dict.fromkeys(tps, 0)
-
-    async def seek_wait(self, offsets) -> None:
-        self.seeks.update(offsets)
-
-
-async def test_after_a_rebalance_a_partition_without_a_commit_is_read_from_its_start(
-    monkeypatch,
-) -> None:
-    # aiokafka's seek_to_committed leaves such a partition where faust's fetch loop left it,
-    # past the records it dropped in the rebalance; with no newer record nothing shows the hole
-    from pipelines.ingest import offsets
-
-    async def faust_seek(consumer) -> None:
-        pass
-
-    monkeypatch.setattr(offsets, "_original_perform_seek", faust_seek)
-    runs = "llm.usage.minutes.v1.kw-test"
-    committed, uncommitted = TopicPartition(runs, 1), TopicPartition(runs, 4)
-    other = TopicPartition("kw-test-key-hours-changelog", 4)
-    consumer = _SeekingConsumer(OffsetLedger(runs), {committed, uncommitted, other},
-                                {committed: 212})
-
-    await offsets._guarded_perform_seek(consumer)  # type: ignore[arg-type]
-
-    assert consumer.seeks == {uncommitted: 0}
