@@ -11,9 +11,12 @@ import json
 from pydantic import ValidationError
 
 from schemas.events.dead_letter import DeadLetterRecord
-from schemas.events.request import REQUEST_SCHEMA, RequestEvent
+from schemas.events.request import REQUEST_SCHEMA, RequestEvent, shared_tags
+from schemas.events.structs import FastDecoder
 
 MAX_DETAIL = 2000
+# `schema` is required on the wire although the model has a default (see `decode`)
+_FAST = FastDecoder(RequestEvent, required=frozenset({"schema_"}))
 
 
 class DeadLetter(Exception):
@@ -28,11 +31,19 @@ class DeadLetter(Exception):
 def decode(raw: bytes | None) -> RequestEvent:
     """Validate one record value; raise `DeadLetter` with the reason when it is not an event.
 
-    The common case is one call into pydantic-core (JSON parsed and validated in Rust, about a
-    fifth cheaper than `json.loads` plus `model_validate`); only a value it refuses takes the
-    slower path below, which names the reason."""
+    The common case is the model's msgspec mirror (schemas/events/structs.py: 2 us where
+    pydantic takes 11-25): it returns a struct with the model's fields and properties, which the
+    pipeline reads like the model (its tags are a real `KeyTags`, shared by the events of a
+    key). A value the mirror refuses goes to pydantic, which accepts what its lax mode allows
+    and otherwise names the reason (the slower path below)."""
     if raw is None or raw == b"":
         raise DeadLetter("empty", "the record has no value")
+    fast = _FAST.decode(raw)
+    if fast is not None:
+        tags = fast.tags  # checked against KeyTags' constraints already
+        fast.tags = shared_tags(tags.team, tags.service, tags.environment, tags.cost_center,
+                                tags.extra)
+        return fast  # type: ignore[no-any-return]
     try:
         event = RequestEvent.model_validate_json(raw)
     except ValidationError:

@@ -12,7 +12,7 @@ import ipaddress
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -119,6 +119,26 @@ class KeyTags(BaseModel):
     environment: TagValue = ""
     cost_center: TagValue = ""
     extra: dict[Annotated[str, Field(max_length=64)], TagValue] = Field(default_factory=dict)
+
+
+_SHARED_TAGS: dict[tuple[Any, ...], KeyTags] = {}
+_SHARED_TAGS_LIMIT = 4096
+
+
+def shared_tags(team: str, service: str, environment: str, cost_center: str,
+                extra: dict[str, str]) -> KeyTags:
+    """One `KeyTags` per distinct value (validated once): the pipeline reads a key's tags from
+    every event and every run, and a gateway sends few distinct ones. Raises ValidationError
+    like the model."""
+    key = (team, service, environment, cost_center, tuple(extra.items()))
+    found = _SHARED_TAGS.get(key)
+    if found is None:
+        if len(_SHARED_TAGS) >= _SHARED_TAGS_LIMIT:
+            _SHARED_TAGS.clear()
+        found = _SHARED_TAGS[key] = KeyTags.model_validate(
+            {"team": team, "service": service, "environment": environment,
+             "cost_center": cost_center, "extra": extra})
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
