@@ -3,15 +3,18 @@ each key's offset order, split at minute and tag changes, and survive encoding e
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from pipelines.ingest.minutes import build_minutes, usage_event
 from pipelines.pricing import price
 from schemas.events.request import KeyTags, Outcome, RequestEvent, Usage
-from schemas.events.usage_minute import UsageMinute
+from schemas.events.usage_minute import UnknownPrice, UsageEvent, UsageMinute
 from schemas.ids import uuid7
 from schemas.pricing import load_catalog
 
@@ -66,3 +69,62 @@ def test_a_run_survives_encoding_exactly_with_a_deterministic_id() -> None:
     assert [u.subject for u in decoded.unknown] == ["openai/no-such-model-xyz"]
     again = build_minutes(priced, sources)[0]
     assert again.aggregate_id == run.aggregate_id
+
+
+# A record as a worker of the v1 encoding wrote it (per-event columns), e.g. still in the topic
+# when a deployment upgrades: it must be read to the same run.
+V1_RECORD = (
+    b'{"schema":"llm.usage.minute.v1","aggregate_id":"a26c59d1-5e8e-5717-bcf1-622ae702459d",'
+    b'"wrapped_key_id":"wk_a","minute":"2026-11-02T10:00:00+00:00","key_scope":"team-a",'
+    b'"tags":{"team":"payments","service":"chatbot","environment":"prod","cost_center":"CC-100",'
+    b'"extra":{"tier":"gold"}},"source":["llm.requests.v1",2,40,42],"requests":2,'
+    b'"tokens":1801,"cost_usd":"0.0012345000","unpriced":1,"refused_for_budget":1,'
+    b'"models_first_used":{"gpt-4o-mini":"2026-11-02T10:00:05.123456+00:00"},'
+    b'"ids":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",'
+    b'"at":[1793613605123456,1793613609123456],"tok":[1801,0],"cost":["0.0012345000",null],'
+    b'"model":["gpt-4o-mini",""],"provider":["openai","openai"],"refused":[0,1],'
+    b'"unknown":[["openai/x","x",1793613609123456,42]]}'
+)
+
+
+def _v1_run() -> UsageMinute:
+    tags = KeyTags(team="payments", service="chatbot", environment="prod",
+                   cost_center="CC-100", extra={"tier": "gold"})
+    return UsageMinute(
+        wrapped_key_id="wk_a", minute=START.replace(second=0, microsecond=0),
+        key_scope="team-a", tags=tags, source_topic="llm.requests.v1", source_partition=2,
+        first_offset=40, last_offset=42,
+        events=[UsageEvent(bytes(range(16)), START, 1801, Decimal("0.0012345000"),
+                           "gpt-4o-mini", "openai", False, "team-a", tags),
+                UsageEvent(bytes(range(16, 32)), START.replace(second=9), 0, None, "",
+                           "openai", True, "team-a", tags)],
+        unknown=[UnknownPrice("openai/x", "x", START.replace(second=9), 42)])
+
+
+def test_a_v1_record_is_still_read() -> None:
+    decoded, expected = UsageMinute.decode(V1_RECORD), _v1_run()
+    assert decoded == expected
+    assert decoded.events[0].cost_usd.as_tuple() == Decimal("0.0012345000").as_tuple()
+
+
+def test_v2_keeps_every_value_exactly_and_says_its_totals() -> None:
+    run = _v1_run()
+    raw = run.encode()
+    document = json.loads(raw)
+    assert document["schema"] == "llm.usage.minute.v2"
+    assert (document["requests"], document["tokens"], document["cost_usd"],
+            document["unpriced"], document["refused_for_budget"]) == (2, 1801, "0.0012345000", 1, 1)
+    assert document["models_first_used"] == {"gpt-4o-mini": "2026-11-02T10:00:05.123456Z"}
+    decoded = UsageMinute.decode(raw)
+    assert decoded == run
+    assert [e.cost_usd.as_tuple() for e in decoded.events if e.cost_usd is not None] == [
+        Decimal("0.0012345000").as_tuple()]
+    assert all(e.at.tzinfo is UTC and e.tags is decoded.tags for e in decoded.events)
+
+
+def test_a_damaged_run_is_refused_with_a_reason() -> None:
+    raw = _v1_run().encode()
+    for damaged in (raw.replace(b'"wk_a"', b'"wk_b"'),  # no longer matches its aggregate id
+                    raw.replace(b"minute.v2", b"minute.v9"), raw[:-3], b"[]"):
+        with pytest.raises(ValueError):
+            UsageMinute.decode(damaged)
