@@ -140,15 +140,23 @@ class ClickHouseSink:
         self.backoff = backoff or Backoff()
         self.rows_written = 0
         self.retries = 0
+        # The table's column types, asked once: clickhouse-connect otherwise sends a DESCRIBE
+        # TABLE before every insert (a round trip and its parsing per batch). Dropped with the
+        # client, and before a refused insert is retried (the table may have changed).
+        self._types: Sequence[Any] | None = None
 
     def _insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if self._client is None:
             self._client = self._client_factory()
+            self._types = None
+        if self._types is None:
+            self._types = self._client.create_insert_context(
+                self.table, self.columns, column_oriented=True).column_types
         # Column-oriented: clickhouse-connect serializes column by column, and handing it the
         # columns saves its own row-to-column pass over every value.
         columns = [list(column) for column in zip(*rows, strict=True)]
         self._client.insert(self.table, columns, column_names=self.columns,
-                            column_oriented=True)
+                            column_types=self._types, column_oriented=True)
 
     async def write(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], str]]:
         """Store `rows`; return the rows ClickHouse refused as invalid, with its message.
@@ -158,6 +166,7 @@ class ClickHouseSink:
         if not rows:
             return []
         attempt = 0
+        described = False  # the types were asked again after a refusal
         while True:
             try:
                 await asyncio.to_thread(self._insert, rows)
@@ -174,6 +183,9 @@ class ClickHouseSink:
                         self.table, type(error).__name__, attempt, delay,
                     )
                     await asyncio.sleep(delay)
+                    continue
+                if not described:  # refused: try once more with the table's types of now
+                    described, self._types = True, None
                     continue
                 return await self._isolate(rows, str(error))
 

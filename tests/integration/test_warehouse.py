@@ -4,6 +4,7 @@ through `keywarden.clickhouse.get_client` (plus one curl-style user of the HTTP 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import subprocess
 import sys
@@ -302,3 +303,39 @@ def test_db_migrate_command_prints_what_it_applied(
     ]
     assert args.handler(args) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+async def test_the_sink_asks_the_tables_types_once_and_again_after_the_table_changed(
+        warehouse: TestWarehouse, client: Client, table_name: str) -> None:
+    from pipelines.sinks.clickhouse import ClickHouseSink
+
+    client.command(f"CREATE TABLE {table_name} (id UInt32, label UInt8) ENGINE = MergeTree "
+                   "ORDER BY id")
+    asked: list[str] = []
+
+    def sink_client() -> Client:
+        made = warehouse.client()
+        describe = made.create_insert_context
+
+        def counted(*args: object, **kw: object) -> object:
+            call = inspect.signature(describe).bind(*args, **kw)
+            if call.arguments.get("column_types") is None:  # then it runs a DESCRIBE
+                asked.append(table_name)
+            return describe(*args, **kw)  # type: ignore[arg-type]
+
+        made.create_insert_context = counted  # type: ignore[method-assign]
+        return made
+
+    sink = ClickHouseSink(sink_client, table_name, ("id", "label"))
+    for batch in range(3):
+        assert await sink.write([(batch * 10 + i, i) for i in range(5)]) == []
+    assert len(asked) == 1  # not once per batch
+    # The table changes under the running sink: the types it remembered no longer fit.
+    client.command(f"ALTER TABLE {table_name} MODIFY COLUMN label String")
+    assert await sink.write([(100, "one"), (101, "two")]) == []
+    assert len(asked) == 2  # asked again (the failed insert dropped the client, or its types)
+    assert client.command(f"SELECT count() FROM {table_name}") == 17
+    # A row the table really refuses is still isolated (after one fresh look at the types).
+    refused = await sink.write([(200, "ok"), (201, None)])  # type: ignore[list-item]
+    assert [row for row, _ in refused] == [(201, None)]
+    assert client.command(f"SELECT count() FROM {table_name} WHERE id = 200") == 1
