@@ -126,6 +126,9 @@ def assert_same(provider: str, model: str, listed: LibraryPrice, usage: object) 
     assert str(got.cost_usd) == str(want.cost_usd), (provider, model, usage)
     assert got.model_fields_set == want.model_fields_set
     assert got.model_dump() == want.model_dump()
+    assert repr(got) == repr(want)
+    copies = [p.model_copy(update={"price_layer": "x"}) for p in (got, want)]
+    assert copies[0] == copies[1] and copies[0].model_fields_set == copies[1].model_fields_set
 
 
 def test_the_catalog_has_compiled_prices_with_tiers() -> None:
