@@ -152,28 +152,11 @@ class PricingCatalog:
         return resolved
 
     def _by_library(self, listed: LibraryPrice, cost: Decimal) -> Priced:
-        """A library result, built as `Priced.model_construct` would but without its generic
-        loop over the fields, and without validation: every value is of its field's type
-        already (the status, the rounded Decimal, strings), and validating them took a third of
-        the pipeline's pricing time. The fields, their order and the fields set are those
-        `Priced(...)` gives (tests/unit/test_pricing_compiled.py compares the two)."""
-        priced = _new_priced(Priced)
-        _set_attribute(priced, "__dict__", {
-            "status": PricingStatus.PRICED, "cost_usd": cost,
-            "catalog_version": self.catalog_version, "price_entry_id": listed.entry_id,
-            "price_layer": LIBRARY, "price_layer_version": self.library.version,
-        })  # fmt: skip
-        _set_attribute(priced, "__pydantic_fields_set__", set(_PRICED_FIELDS))
-        _set_attribute(priced, "__pydantic_extra__", None)
-        _set_attribute(priced, "__pydantic_private__", None)
-        return priced
+        return _priced(cost, self.catalog_version, listed.entry_id, LIBRARY, self.library.version)
 
     def _by_override(self, entry: PriceEntry, cost: Decimal) -> Priced:
-        return Priced(
-            status=PricingStatus.PRICED, cost_usd=round_cost(cost),
-            catalog_version=self.catalog_version, price_entry_id=entry.entry_id,
-            price_layer=OVERRIDE, price_layer_version=self.overrides.overrides_version,
-        )  # fmt: skip
+        return _priced(round_cost(cost), self.catalog_version, entry.entry_id, OVERRIDE,
+                       self.overrides.overrides_version)
 
     # --- rates, for the gateway's worst case and for people ----------------------------------
 
@@ -218,6 +201,23 @@ class PricingCatalog:
                 max((r.output for r in found), default=Decimal(0)),
             )
         return self._dearest[key]
+
+
+def _priced(cost: Decimal, catalog_version: str, entry_id: str, layer: str, version: str) -> Priced:
+    """A priced result, built as `Priced.model_construct` would but without its generic loop
+    over the fields, and without validation: every value is of its field's type already (the
+    status, the rounded Decimal, strings), and validating them took a third of the pipeline's
+    pricing time. The fields, their order and the fields set are those `Priced(...)` gives
+    (tests/unit/test_pricing_compiled.py compares the two)."""
+    priced = _new_priced(Priced)
+    _set_attribute(priced, "__dict__", {
+        "status": PricingStatus.PRICED, "cost_usd": cost, "catalog_version": catalog_version,
+        "price_entry_id": entry_id, "price_layer": layer, "price_layer_version": version,
+    })  # fmt: skip
+    _set_attribute(priced, "__pydantic_fields_set__", set(_PRICED_FIELDS))
+    _set_attribute(priced, "__pydantic_extra__", None)
+    _set_attribute(priced, "__pydantic_private__", None)
+    return priced
 
 
 def load_catalog(

@@ -239,3 +239,33 @@ def test_the_shipped_catalog_prices_by_override_and_library_alike() -> None:
     listed = shipped.resolve("openai", "o3", AT)[1]
     assert listed is not None
     assert later.cost_usd == old_cost(listed.rates, usage)
+
+
+OVERRIDDEN = PricingCatalog(OverrideCatalog.model_validate({"overrides_version": "t.1", "entries": [
+    {"provider": "openai", "model": "gpt-4o", "effective_from": "2026-01-01", "input": "2.125",
+     "cached_input": "0.5", "cache_write_1h": "4.000001", "output": "10", "reason": "test",
+     "source": "https://example.com/contract", "source_date": "2026-01-01"},
+    {"provider": "openai", "model": "gpt-5.5", "effective_from": "2026-01-01",
+     "discount_percent": "12.5", "reason": "test", "source": "https://example.com/contract",
+     "source_date": "2026-01-01"},
+]}), LIBRARY)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["gpt-4o", "gpt-5.5"]), st.one_of(usages(), lookalikes))
+def test_overridden_prices_are_what_priced_validated_gave(model: str, usage: Counts) -> None:
+    entry, listed = OVERRIDDEN.resolve("openai", model, AT)
+    assert entry is not None and listed is not None
+    if usage.total_tokens == 0:
+        return
+    try:
+        cost = entry.discounted(listed.cost(usage)) if entry.is_discount else entry.cost(usage)  # type: ignore[arg-type,misc]
+        want = Priced(status=PricingStatus.PRICED, cost_usd=cost.quantize(NINE, ROUND_HALF_EVEN),
+                      catalog_version=OVERRIDDEN.catalog_version, price_entry_id=entry.entry_id,
+                      price_layer="override", price_layer_version="t.1")  # fmt: skip
+    except ArithmeticError as error:
+        with pytest.raises(type(error)):
+            OVERRIDDEN.price("openai", model, usage, AT)  # type: ignore[arg-type]
+        return
+    got = OVERRIDDEN.price("openai", model, usage, AT)  # type: ignore[arg-type]
+    assert (got, repr(got), got.model_fields_set) == (want, repr(want), want.model_fields_set)
