@@ -9,6 +9,7 @@ Decimal USD rounded once, half to even, to nine decimals (ClickHouse `Decimal(18
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -25,6 +26,7 @@ from schemas.pricing.library import (
     PriceDataError,
     is_input_key,
     rate_at,
+    rounded_leaf_cost,
 )
 from schemas.pricing.overrides import (
     OVERRIDES_PATH,
@@ -35,10 +37,18 @@ from schemas.pricing.overrides import (
     load_overrides,
 )
 
-COST_QUANTUM = Decimal("0.000000001")  # Decimal(18, 9)
+COST_DECIMALS = 9  # Decimal(18, 9)
+COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMALS)
 OVERRIDE = "override"
 _ANY_PROMPT = 10**12  # a prompt size past every tier
 _RESOLVED_LIMIT = 8192  # (provider, model, day) prices remembered before starting over
+
+
+# An override entry, the library's price, and that price's compiled cost rule (rounded).
+_Resolved = tuple[
+    PriceEntry | None, LibraryPrice | None, Callable[[Usage], Decimal | None] | None
+]
+_UNPRICED: _Resolved = (None, None, None)
 
 
 class PricingStatus(StrEnum):
@@ -60,6 +70,11 @@ class Priced(BaseModel):
     price_entry_id: str | None = None  # our entry id, or genai-prices:<provider>/<model id>[@date]
     price_layer: str = ""  # "genai-prices" or "override" (empty when nothing priced it)
     price_layer_version: str = ""  # the genai-prices version, or our overrides version
+
+
+_PRICED_FIELDS = tuple(Priced.model_fields)
+_new_priced = Priced.__new__
+_set_attribute = object.__setattr__
 
 
 @dataclass(frozen=True)
@@ -84,9 +99,7 @@ class PricingCatalog:
             f"{LIBRARY}-{library.version}+overrides-{overrides.overrides_version}"
         )
         self._dearest: dict[tuple[str, date], Rates] = {}
-        self._resolved: dict[
-            tuple[str, str, date], tuple[PriceEntry | None, LibraryPrice | None]
-        ] = {}
+        self._resolved: dict[tuple[str, str, date], _Resolved] = {}
 
     # --- pricing a request ---------------------------------------------------------------------
 
@@ -96,7 +109,9 @@ class PricingCatalog:
         if usage.total_tokens == 0:
             return Priced(status=PricingStatus.NOT_BILLABLE, cost_usd=round_cost(Decimal(0)),
                           catalog_version=self.catalog_version)
-        entry, listed = self.resolve(provider, model, at) if model else (None, None)
+        entry, listed, quick = self._resolved_at(provider, model, at) if model else _UNPRICED
+        if quick is not None and (cost := quick(usage)) is not None:
+            return self._by_library(listed, cost)  # type: ignore[arg-type]
         if entry is not None and not entry.is_discount:
             return self._by_override(entry, entry.cost(usage))
         library_cost = listed.cost(usage) if listed is not None else None
@@ -105,37 +120,43 @@ class PricingCatalog:
         if listed is None or library_cost is None:
             return Priced(status=PricingStatus.UNKNOWN_MODEL, cost_usd=None,
                           catalog_version=self.catalog_version)
-        return Priced(
-            status=PricingStatus.PRICED, cost_usd=round_cost(library_cost),
-            catalog_version=self.catalog_version, price_entry_id=listed.entry_id,
-            price_layer=LIBRARY, price_layer_version=self.library.version,
-        )  # fmt: skip
+        return self._by_library(listed, round_cost(library_cost))
 
     def resolve(
         self, provider: str, model: str, at: datetime
     ) -> tuple[PriceEntry | None, LibraryPrice | None]:
-        """Our entry and the library's price in force for `provider`/`model` at `at`. Both
-        change only at UTC midnights (unless the library prices by time of day), so the pair is
-        remembered per model and day: the gateway and the pipeline look it up per request."""
+        """Our entry and the library's price in force for `provider`/`model` at `at`."""
+        entry, listed, _quick = self._resolved_at(provider, model, at)
+        return entry, listed
+
+    def _resolved_at(self, provider: str, model: str, at: datetime) -> _Resolved:
+        """`resolve`, plus the compiled cost rule of a library price no entry overrides. Both
+        layers change only at UTC midnights (unless the library prices by time of day), so the
+        triple is remembered per model and day: the gateway and the pipeline look it up per
+        request."""
         key = (provider, model, at.astimezone(UTC).date())
         cached = self._resolved.get(key)
         if cached is not None:
             return cached
         entry = self.overrides.lookup(provider, model, at)
         found = self.library.find(provider, model)
-        resolved = (entry, self.library.resolve(found, at) if found is not None else None)
+        listed = self.library.resolve(found, at) if found is not None else None
+        quick = None
+        if entry is None and listed is not None and listed.fast and listed.rates:
+            quick = rounded_leaf_cost(listed.rates, COST_DECIMALS)
+        resolved = (entry, listed, quick)
         if found is None or self.library.dated_by_day(found):
             if len(self._resolved) >= _RESOLVED_LIMIT:
                 self._resolved.clear()
             self._resolved[key] = resolved
         return resolved
 
+    def _by_library(self, listed: LibraryPrice, cost: Decimal) -> Priced:
+        return _priced(cost, self.catalog_version, listed.entry_id, LIBRARY, self.library.version)
+
     def _by_override(self, entry: PriceEntry, cost: Decimal) -> Priced:
-        return Priced(
-            status=PricingStatus.PRICED, cost_usd=round_cost(cost),
-            catalog_version=self.catalog_version, price_entry_id=entry.entry_id,
-            price_layer=OVERRIDE, price_layer_version=self.overrides.overrides_version,
-        )  # fmt: skip
+        return _priced(round_cost(cost), self.catalog_version, entry.entry_id, OVERRIDE,
+                       self.overrides.overrides_version)
 
     # --- rates, for the gateway's worst case and for people ----------------------------------
 
@@ -180,6 +201,23 @@ class PricingCatalog:
                 max((r.output for r in found), default=Decimal(0)),
             )
         return self._dearest[key]
+
+
+def _priced(cost: Decimal, catalog_version: str, entry_id: str, layer: str, version: str) -> Priced:
+    """A priced result, built as `Priced.model_construct` would but without its generic loop
+    over the fields, and without validation: every value is of its field's type already (the
+    status, the rounded Decimal, strings), and validating them took a third of the pipeline's
+    pricing time. The fields, their order and the fields set are those `Priced(...)` gives
+    (tests/unit/test_pricing_compiled.py compares the two)."""
+    priced = _new_priced(Priced)
+    _set_attribute(priced, "__dict__", {
+        "status": PricingStatus.PRICED, "cost_usd": cost, "catalog_version": catalog_version,
+        "price_entry_id": entry_id, "price_layer": layer, "price_layer_version": version,
+    })  # fmt: skip
+    _set_attribute(priced, "__pydantic_fields_set__", set(_PRICED_FIELDS))
+    _set_attribute(priced, "__pydantic_extra__", None)
+    _set_attribute(priced, "__pydantic_private__", None)
+    return priced
 
 
 def load_catalog(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -127,6 +129,81 @@ def leaf_cost(rates: dict[str, PriceValue], usage: Usage) -> Decimal:
         for count, rate in (write_1h, write_5m, writes, reads, inputs, reasoning, outputs)
     )
     return Decimal(micro) / 1_000_000
+
+
+# The kinds `leaf_cost` bills, in its order, with the `Usage` count each one reads.
+_LEAVES = (
+    ("cache_write_1h_mtok", "cache_write_1h_tokens"),
+    ("cache_write_5m_mtok", "cache_write_5m_tokens"),
+    ("cache_write_mtok", "cache_write_tokens"),
+    ("cache_read_mtok", "cached_input_tokens"),
+    ("input_mtok", "input_tokens"),
+    ("output_reasoning_mtok", "reasoning_tokens"),
+    ("output_mtok", "output_tokens"),
+)
+_PRECISION = 28  # digits of decimal's default context, in which `leaf_cost` computes
+
+
+def rounded_leaf_cost(
+    rates: dict[str, PriceValue], decimals: int
+) -> Callable[[Usage], Decimal | None] | None:
+    """`leaf_cost(rates, usage)` rounded half to even to `decimals` places, compiled once per
+    price: the pipeline prices every event, and the generic rule (a dict lookup and a tier scan
+    per kind, Decimal products, a division) cost most of its time.
+
+    The rates become integers of one scale, one vector per prompt band between tier starts (a
+    tier applies to all tokens once the prompt exceeds its start), so a request costs integer
+    products and one Decimal. That is exactly `leaf_cost`'s figure as long as `leaf_cost` itself
+    is exact (every count and partial sum non-negative and within decimal's 28 digits, the
+    rounded figure too); outside that the function answers None and the caller takes the
+    generic rule, whose rounding or error then stays the same. None for prices it cannot
+    compile (a negative, infinite or NaN rate, a tier start that is not an integer)."""
+    prices = [rates.get(key) for key, _count in _LEAVES]
+    starts = sorted({tier.start for price in prices if isinstance(price, gp.TieredPrices)
+                     for tier in price.tiers})  # fmt: skip
+    if not all(type(start) is int for start in starts):
+        return None
+    # One prompt size inside each band: at or below the first start, then just past each.
+    samples = [starts[0] if starts else 0] + [start + 1 for start in starts]
+    bands = [[Decimal(0) if price is None else rate_at(price, prompt) for price in prices]
+             for prompt in samples]  # fmt: skip
+    flat = [rate for band in bands for rate in band]
+    if not all(rate.is_finite() and rate >= 0 for rate in flat):
+        return None
+    scale = max(0, *(-int(rate.as_tuple().exponent) for rate in flat))
+    # (Decimal(rate).scaleb(scale) is exact: no rate has more than `scale` decimals.)
+    vectors = [tuple(int(rate.scaleb(scale)) for rate in band) for band in bands]
+    # The figure is sum / 10**(scale + 6) USD: shift it to `decimals` places.
+    drop = scale + 6 - decimals
+    grow, cut, half = 10 ** max(0, -drop), 10 ** max(0, drop), 10 ** max(0, drop) // 2
+    limit = 10 ** min(_PRECISION, _PRECISION + drop)
+    w1h, w5m, w, r, i, rs, o = (int(price is not None) for price in prices)
+    only = vectors[0] if not starts else None
+
+    def cost(usage: Usage) -> Decimal | None:
+        prompt = usage.input_tokens
+        r1h, r5m, rw, rr, ri, rrs, ro = only or vectors[bisect_left(starts, prompt)]
+        write_1h = usage.cache_write_1h_tokens * w1h
+        write_5m = usage.cache_write_5m_tokens * w5m
+        writes = (usage.cache_write_tokens - write_1h - write_5m) * w
+        reads = usage.cached_input_tokens * r
+        inputs = (prompt - write_1h - write_5m - writes - reads) * i
+        reasoning = usage.reasoning_tokens * rs
+        outputs = (usage.output_tokens - reasoning) * o
+        if write_1h | write_5m | writes | reads | inputs | reasoning | outputs < 0:
+            return None
+        total = (write_1h * r1h + write_5m * r5m + writes * rw + reads * rr + inputs * ri
+                 + reasoning * rrs + outputs * ro)  # fmt: skip
+        if total >= limit:
+            return None
+        if cut == 1:
+            return Decimal(total * grow).scaleb(-decimals)
+        whole, rest = divmod(total, cut)
+        if rest > half or (rest == half and whole & 1):
+            whole += 1
+        return Decimal(whole).scaleb(-decimals)
+
+    return cost
 
 
 def to_library_usage(usage: Usage) -> gp.Usage:
@@ -266,6 +343,7 @@ __all__ = [
     "PriceDataError",
     "is_input_key",
     "rate_at",
+    "rounded_leaf_cost",
     "to_library_usage",
     "token_prices",
 ]
