@@ -16,8 +16,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from schemas.events.request import Usage
 from schemas.pricing.library import (
     LIBRARY,
@@ -59,10 +57,11 @@ class PricingStatus(StrEnum):
     NOT_BILLABLE = "not_billable"  # no tokens were used (refused, failed before usage): cost 0
 
 
-class Priced(BaseModel):
-    """The result of pricing one request, with its provenance."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """The result of pricing one request, with its provenance. A dataclass, not a pydantic
+    model: the pipeline makes one per event, and building a model (even with
+    `model_construct`) cost more than the whole compiled cost rule (issue 16)."""
 
     status: PricingStatus
     cost_usd: Decimal | None
@@ -70,11 +69,6 @@ class Priced(BaseModel):
     price_entry_id: str | None = None  # our entry id, or genai-prices:<provider>/<model id>[@date]
     price_layer: str = ""  # "genai-prices" or "override" (empty when nothing priced it)
     price_layer_version: str = ""  # the genai-prices version, or our overrides version
-
-
-_PRICED_FIELDS = tuple(Priced.model_fields)
-_new_priced = Priced.__new__
-_set_attribute = object.__setattr__
 
 
 @dataclass(frozen=True)
@@ -204,20 +198,7 @@ class PricingCatalog:
 
 
 def _priced(cost: Decimal, catalog_version: str, entry_id: str, layer: str, version: str) -> Priced:
-    """A priced result, built as `Priced.model_construct` would but without its generic loop
-    over the fields, and without validation: every value is of its field's type already (the
-    status, the rounded Decimal, strings), and validating them took a third of the pipeline's
-    pricing time. The fields, their order and the fields set are those `Priced(...)` gives
-    (tests/unit/test_pricing_compiled.py compares the two)."""
-    priced = _new_priced(Priced)
-    _set_attribute(priced, "__dict__", {
-        "status": PricingStatus.PRICED, "cost_usd": cost, "catalog_version": catalog_version,
-        "price_entry_id": entry_id, "price_layer": layer, "price_layer_version": version,
-    })  # fmt: skip
-    _set_attribute(priced, "__pydantic_fields_set__", set(_PRICED_FIELDS))
-    _set_attribute(priced, "__pydantic_extra__", None)
-    _set_attribute(priced, "__pydantic_private__", None)
-    return priced
+    return Priced(PricingStatus.PRICED, cost, catalog_version, entry_id, layer, version)
 
 
 def load_catalog(
