@@ -266,10 +266,9 @@ class SpikeWatch:
                 centre = flat.hourly if grain == "hour" else flat.daily
                 history: tuple[Volume, ...] = ()
             else:
-                history = tuple(
-                    store.window_volume(partition, key, day + (start - today),
-                                        day + (point - today), watermark)
-                    for day in plan.days)
+                begins, ends = start - today, point - today
+                history = tuple(store.window_volume(partition, key, day + begins, day + ends,
+                                                    watermark) for day in plan.days)
                 centre = robust_centre(history, plan.centre)
             if grain == "day":
                 floor = config.min_requests_day

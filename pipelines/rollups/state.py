@@ -30,6 +30,8 @@ DAY = timedelta(days=1)
 SEEN_IDS_DAYS = 8  # ids are kept for the 7-day window plus a day; counters for the retention
 SLOT_MINUTES = 5  # the spike rule's event-time grid; stripped buckets keep counters per slot
 _CLOSED_CACHE_LIMIT = 200_000  # closed hours' slot sums kept per process (a bounded cache)
+_SLOT = timedelta(minutes=SLOT_MINUTES)
+_UNREAD: Any = object()  # not in a cache (whose values may be None)
 
 
 def hour_start(at: datetime) -> datetime:
@@ -63,6 +65,11 @@ class HourBucket:
     # minute of the hour -> [requests, tokens, cost]
     minutes: dict[int, list[Any]] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
+    # `slot_sums()` of the counters as they are (None: not computed since the last change): the
+    # spike rule reads the open hours' sums once per window per 5-minute point, so a sparse key
+    # would otherwise re-sum the same hour for every event
+    _sums: tuple[tuple[Any, ...], ...] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def add(self, event_id: uuid.UUID | bytes, minute: int, tokens: int,
             cost: Decimal | None) -> bool:
@@ -72,6 +79,7 @@ class HourBucket:
         if raw in self.seen:
             return False
         self.seen.add(raw)
+        self._sums = None
         self.requests += 1
         self.tokens += tokens
         slot = self.minutes.setdefault(minute, [0, 0, ZERO])
@@ -107,11 +115,14 @@ class HourBucket:
             slot[1] += tokens
             slot[2] += cost
         self.minutes = slots
+        self._sums = None
         self.seen.clear()
 
     def slot_sums(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[Decimal, ...]]:
         """Cumulative (requests, tokens, cost) at each 5-minute boundary of the hour: entry i is
         the volume of minutes [0, 5 * i), so entry 12 is the whole hour."""
+        if self._sums is not None:
+            return self._sums  # type: ignore[return-value]
         per_slot: list[list[Any]] = [[0, 0, ZERO] for _ in range(60 // SLOT_MINUTES)]
         for minute, (requests, tokens, cost) in self.minutes.items():
             slot = per_slot[minute // SLOT_MINUTES]
@@ -123,7 +134,8 @@ class HourBucket:
             requests_at.append(requests_at[-1] + requests)
             tokens_at.append(tokens_at[-1] + tokens)
             cost_at.append(cost_at[-1] + cost)
-        return tuple(requests_at), tuple(tokens_at), tuple(cost_at)
+        self._sums = tuple(requests_at), tuple(tokens_at), tuple(cost_at)
+        return self._sums  # type: ignore[return-value]
 
     def encode(self) -> bytes:
         return json.dumps({
@@ -293,16 +305,20 @@ class KeyStateStore:
             return found
         requests = tokens = 0
         cost = ZERO
+        closed = self._closed_hours  # read here first: the spike rule reads ~30 windows a point
         hour = hour_start(start)
         while hour < end:
-            sums = self._slot_sums(partition, wrapped_key_id, hour, watermark)
+            next_hour = hour + HOUR
+            sums = closed.get((partition, wrapped_key_id, hour), _UNREAD)
+            if sums is _UNREAD:
+                sums = self._slot_sums(partition, wrapped_key_id, hour, watermark)
             if sums is not None:
-                first = 0 if start <= hour else (start - hour) // timedelta(minutes=SLOT_MINUTES)
-                last = 12 if end >= hour + HOUR else (end - hour) // timedelta(minutes=SLOT_MINUTES)
+                first = 0 if start <= hour else (start - hour) // _SLOT
+                last = 12 if end >= next_hour else (end - hour) // _SLOT
                 requests += sums[0][last] - sums[0][first]
                 tokens += sums[1][last] - sums[1][first]
                 cost += sums[2][last] - sums[2][first]
-            hour += HOUR
+            hour = next_hour
         volume = Volume(requests, tokens, cost)
         if end + self.allowed_lateness < watermark:
             if len(self._closed_windows) >= _CLOSED_CACHE_LIMIT:
