@@ -221,6 +221,10 @@ class KeyStateStore:
         self._closed_hours: dict[tuple[int, str, datetime], tuple[tuple[Any, ...], ...]] = {}
         self._closed_windows: dict[tuple[int, str, datetime, datetime], Volume] = {}
         self.clock: datetime | None = None  # newest event time this process has counted
+        # the bucket `count` wrote last: (partition, key, hour, next hour, bucket key, bucket),
+        # reused while a key's events stay in that hour (no hour_start or key per event); it
+        # is the object in `_hours` until `reset` forgets both
+        self._counting: tuple[int, str, datetime, datetime, bytes, HourBucket] | None = None
 
     # -- reading -------------------------------------------------------------------------
     def record(self, partition: int, wrapped_key_id: str) -> KeyRecord:
@@ -330,11 +334,17 @@ class KeyStateStore:
     def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID | bytes,
               at: datetime, tokens: int, cost: Decimal | None) -> bool:
         """Count one event in its own hour (event time); False if it was counted before."""
-        hour = hour_start(at)
-        key = _hour_key(partition, wrapped_key_id, hour)
-        found = self.bucket(partition, wrapped_key_id, hour)
-        if found is None:
-            found = self._hours[key] = HourBucket()
+        counting = self._counting
+        if (counting is not None and counting[2] <= at < counting[3]
+                and counting[1] == wrapped_key_id and counting[0] == partition):
+            hour, key, found = counting[2], counting[4], counting[5]
+        else:
+            hour = hour_start(at)
+            key = _hour_key(partition, wrapped_key_id, hour)
+            found = self.bucket(partition, wrapped_key_id, hour)
+            if found is None:
+                found = self._hours[key] = HourBucket()
+            self._counting = (partition, wrapped_key_id, hour, hour + HOUR, key, found)
         if not found.add(event_id, at.minute, tokens, cost):
             return False
         if key not in self._dirty_hours:  # the first count in this hour in this batch
@@ -365,6 +375,7 @@ class KeyStateStore:
             self._closed_hours.clear()
             self._closed_windows.clear()
         self._hours.clear()
+        self._counting = None
         self._records.clear()
         self._dirty_hours.clear()
         self._dirty_records.clear()
