@@ -276,16 +276,18 @@ class SpikeWatch:
                 config.min_history_days)
         alpha = None if config.baseline_mode == FLAT else config.significance
         watch = _Watch(config.spike_factor, alpha, [], [], [], {}, [])
-        for start in spans:
+        observed_all = store.window_volumes(partition, key, spans, point, watermark)
+        past = [] if flat is not None else [  # per history day, the windows of every span
+            store.window_volumes(partition, key, [day + (start - today) for start in spans],
+                                 day + (point - today), watermark) for day in plan.days]
+        for index, start in enumerate(spans):
             minutes = int((point - start).total_seconds() // 60)
-            observed = store.window_volume(partition, key, start, point, watermark)
+            observed = observed_all[index]
             if flat is not None:
                 centre = flat.hourly if grain == "hour" else flat.daily
                 history: tuple[Volume, ...] = ()
             else:
-                begins, ends = start - today, point - today
-                history = tuple(store.window_volume(partition, key, day + begins, day + ends,
-                                                    watermark) for day in plan.days)
+                history = tuple(windows[index] for windows in past)
                 centre = robust_centre(history, plan.centre)
             if grain == "day":
                 floor = config.min_requests_day

@@ -68,3 +68,22 @@ def test_counting_across_hours_days_late_events_and_keys() -> None:
     assert [v.requests for v in _hours(store, "a", start, 3)] == [3, 1, 3]
     assert store.count(0, "a", uuid.uuid4().bytes, base + timedelta(minutes=75), 1, None)
     assert [v.requests for v in _hours(store, "a", start, 3)] == [3, 1, 4]
+
+
+def test_windows_read_together_equal_windows_read_alone() -> None:
+    def filled() -> KeyStateStore:
+        store = _store()
+        base = datetime(2026, 3, 1, 20, tzinfo=UTC)
+        for minute in (1, 7, 33, 64, 65, 128, 179, 241):  # 20:01 .. 22:59, 00:01: none at 23:xx
+            store.count(0, "a", uuid.uuid4().bytes, base + timedelta(minutes=minute), minute,
+                        Decimal(minute) / 1000)
+        return store
+
+    end = datetime(2026, 3, 2, 0, 5, tzinfo=UTC)
+    starts = [end - timedelta(minutes=m) for m in (15, 60, 180, 240, 5)]
+    for watermark in (end, end + timedelta(hours=3)):  # windows still open, then closed (cached)
+        together = filled()
+        assert together.window_volumes(0, "a", starts, end, watermark) == [
+            filled().window_volume(0, "a", start, end, watermark) for start in starts]
+        again = together.window_volumes(0, "a", starts, end, watermark)
+        assert [volume.requests for volume in again] == [1, 1, 4, 7, 1]
