@@ -103,25 +103,34 @@ class KeyAnalyzer:
         store.touch(partition, key)
         policy = self.policy_of(key)
         self.spikes.begin(partition, key)
-        formatted_day, formatted = None, ""
+        stats, count, on_event = self.stats, store.count, self.spikes.on_event
+        # derived from the watermark only when it moves (this loop is the only writer here)
+        watermark = record.watermark
+        late_before = None if watermark is None else watermark - config.allowed_lateness
+        watermark_day = None if watermark is None else watermark.date()
+        formatted = "" if watermark_day is None else watermark_day.isoformat()
         for event in events:  # stream order: the rules see the events as the partition holds them
             at = event.at
-            if record.watermark and at < record.watermark - config.allowed_lateness:
-                self.stats.late += 1  # stored in ClickHouse; too late for the faust state
-                continue
-            # (event times are UTC: the date is the UTC day, cheaper than day_start per event)
-            if record.watermark and at.date() > record.watermark.date():
-                self._close_periods(record, key, at, out)
+            if watermark is not None:
+                if at < late_before:  # type: ignore[operator]
+                    stats.late += 1  # stored in ClickHouse; too late for the faust state
+                    continue
+                # (event times are UTC: the date is the UTC day, cheaper than day_start)
+                if at.date() > watermark_day:  # type: ignore[operator]
+                    self._close_periods(record, key, at, out)
             record.observe(at)
-            counted = store.count(partition, key, event.event_id, at, event.tokens,
-                                  event.cost_usd)
+            if record.watermark is not watermark:
+                watermark = record.watermark
+                assert watermark is not None
+                late_before = watermark - config.allowed_lateness
+                if watermark.date() != watermark_day:  # a strftime only when the day changes
+                    watermark_day = watermark.date()
+                    formatted = watermark_day.isoformat()
+            counted = count(partition, key, event.event_id, at, event.tokens, event.cost_usd)
             if counted:
-                self.stats.counted += 1
+                stats.counted += 1
             else:
-                self.stats.duplicates += 1
-            watermark_day = record.watermark.date()  # type: ignore[union-attr]
-            if watermark_day != formatted_day:  # a strftime only when the day changes
-                formatted_day, formatted = watermark_day, watermark_day.isoformat()
+                stats.duplicates += 1
             if record.baseline_day != formatted:
                 self._baseline_row(partition, key, record, day_start(at), out)
             model = event.model_used
@@ -137,9 +146,8 @@ class KeyAnalyzer:
                 self._budget(partition, key, record, policy, at, out)
             elif counted and policy is not None and event.refused_for_budget:
                 self._budget(partition, key, record, policy, at, out, refused=True)
-            self.spikes.on_event(
-                partition, key, record, at,
-                Volume(1, event.tokens, event.cost_usd or ZERO) if counted else None, out)
+            on_event(partition, key, record, at,
+                     Volume(1, event.tokens, event.cost_usd or ZERO) if counted else None, out)
         if record.watermark is None:
             return
         out.spend.append(self._spend(partition, key, record))

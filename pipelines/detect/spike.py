@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 
 from pipelines.detect.significance import significant_count, surge_p_value
-from pipelines.rollups.volume import METRICS, Average, Volume
+from pipelines.rollups.volume import METRICS, ZERO, Average, Volume
 
 SEASONAL, FLAT = "seasonal", "flat"
 BASELINE_MODES = (SEASONAL, FLAT)
@@ -234,11 +234,15 @@ def robust_centre(history: Sequence[Volume], centre: str) -> Average:
         requests = sum(counts, Decimal(0)) / len(counts)
     else:
         requests = _median(counts)
-    total = sum(history, Volume())
-    if total.requests == 0:
+    # the pooled totals, summed per metric in the same order as a sum of Volumes (the same
+    # figures) without a Volume per window: this runs for every window the spike rule builds
+    total_requests = sum(volume.requests for volume in history)
+    if total_requests == 0:
         return Average(requests, Decimal(0), Decimal(0))
-    return Average(requests, requests * total.tokens / total.requests,
-                   requests * total.cost_usd / total.requests)
+    total_tokens = sum(volume.tokens for volume in history)
+    total_cost = sum((volume.cost_usd for volume in history), ZERO)
+    return Average(requests, requests * total_tokens / total_requests,
+                   requests * total_cost / total_requests)
 
 
 def noise_reference(base: WindowBaseline) -> tuple[int, float]:

@@ -13,9 +13,9 @@ batch sizes; changing a setting and replaying is how an operator tunes the rule.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.alerts import build
 from pipelines.detect.budget import day_period
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 SLOT = timedelta(minutes=5)
 _TICK = timedelta(microseconds=1)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+_UNBUILT: Any = object()  # a point's watch not built yet (a built one may be None)
 _Q9 = Decimal("0.000000001")
 
 
@@ -144,6 +146,11 @@ class SpikeWatch:
         self._partition, self._key = 0, ""
         self._point_text = ""
         self._point: datetime | None = None
+        # per-event shortcuts: next_point of every event in [_grid_from, _grid_to) is _grid_to;
+        # _day_point_at is _day_point(_day_point_of)
+        self._grid_from = self._grid_to = _NEVER
+        self._day_point_of: datetime | None = None
+        self._day_point_at = _NEVER
 
     def begin(self, partition: int, key: str) -> None:
         """A new key (or batch): watches are rebuilt from the state, which gives equal counts."""
@@ -155,7 +162,10 @@ class SpikeWatch:
     def on_event(self, partition: int, key: str, record: KeyRecord, at: datetime,
                  added: Volume | None, out: BatchOutput) -> None:
         """After an event at `at` was counted (`added`, or None for a redelivered id)."""
-        point = next_point(at)
+        if not self._grid_from <= at < self._grid_to:  # else next_point(at) is still _grid_to
+            self._grid_to = next_point(at)
+            self._grid_from = self._grid_to - SLOT
+        point = self._grid_to
         if record.spike_point != self._point_text:
             self._point_text = record.spike_point
             self._point = datetime.fromisoformat(record.spike_point) if record.spike_point else None
@@ -163,22 +173,29 @@ class SpikeWatch:
         if current is None or point > current:
             if current is not None:
                 self._cross(partition, key, record, current, point, out)
-            record.spike_point = point.isoformat()
-            current = point
+            record.spike_point = self._point_text = point.isoformat()
+            self._point = current = point
+        if current != self._day_point_of:  # the day grain's point moves once an hour
+            self._day_point_of, self._day_point_at = current, self._day_point(current)
         # a late event is judged with the key's current point (its windows include it or not)
-        for grain, grain_point in (("hour", current), ("day", self._day_point(current))):
-            cached = (grain, grain_point) in self._watches
-            slot = f"spike:{grain}"
+        watches = self._watches
+        for grain, slot, grain_point in (("hour", "spike:hour", current),
+                                         ("day", "spike:day", self._day_point_at)):
+            watch = watches.get((grain, grain_point), _UNBUILT)
+            cached = watch is not _UNBUILT
             if slot in record.open_alerts:
-                if cached and added is not None and self._watches[(grain, grain_point)]:
-                    self._watches[(grain, grain_point)].add(at, added)  # type: ignore[union-attr]
+                if cached and added is not None and watch:
+                    watch.add(at, added)
                 continue
-            watch = self._watch(partition, key, record, grain, grain_point)
+            if not cached:
+                watch = self._watch(partition, key, record, grain, grain_point)
             if watch is None:
                 continue
             if cached and added is not None:
                 watch.add(at, added)
             finding = watch.finding()
+            if finding is None:  # spike_transition opens nothing without a finding
+                continue
             resolved = record.resolved_at.get(slot) if grain == "hour" else None
             action = spike_transition(
                 is_open=False, finding=finding, now=at,
@@ -259,17 +276,18 @@ class SpikeWatch:
                 config.min_history_days)
         alpha = None if config.baseline_mode == FLAT else config.significance
         watch = _Watch(config.spike_factor, alpha, [], [], [], {}, [])
-        for start in spans:
+        observed_all = store.window_volumes(partition, key, spans, point, watermark)
+        past = [] if flat is not None else [  # per history day, the windows of every span
+            store.window_volumes(partition, key, [day + (start - today) for start in spans],
+                                 day + (point - today), watermark) for day in plan.days]
+        for index, start in enumerate(spans):
             minutes = int((point - start).total_seconds() // 60)
-            observed = store.window_volume(partition, key, start, point, watermark)
+            observed = observed_all[index]
             if flat is not None:
                 centre = flat.hourly if grain == "hour" else flat.daily
                 history: tuple[Volume, ...] = ()
             else:
-                history = tuple(
-                    store.window_volume(partition, key, day + (start - today),
-                                        day + (point - today), watermark)
-                    for day in plan.days)
+                history = tuple(windows[index] for windows in past)
                 centre = robust_centre(history, plan.centre)
             if grain == "day":
                 floor = config.min_requests_day

@@ -17,6 +17,7 @@ import base64
 import functools
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,6 +31,8 @@ DAY = timedelta(days=1)
 SEEN_IDS_DAYS = 8  # ids are kept for the 7-day window plus a day; counters for the retention
 SLOT_MINUTES = 5  # the spike rule's event-time grid; stripped buckets keep counters per slot
 _CLOSED_CACHE_LIMIT = 200_000  # closed hours' slot sums kept per process (a bounded cache)
+_SLOT = timedelta(minutes=SLOT_MINUTES)
+_UNREAD: Any = object()  # not in a cache (whose values may be None)
 
 
 def hour_start(at: datetime) -> datetime:
@@ -63,6 +66,11 @@ class HourBucket:
     # minute of the hour -> [requests, tokens, cost]
     minutes: dict[int, list[Any]] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
+    # `slot_sums()` of the counters as they are (None: not computed since the last change): the
+    # spike rule reads the open hours' sums once per window per 5-minute point, so a sparse key
+    # would otherwise re-sum the same hour for every event
+    _sums: tuple[tuple[Any, ...], ...] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def add(self, event_id: uuid.UUID | bytes, minute: int, tokens: int,
             cost: Decimal | None) -> bool:
@@ -72,6 +80,7 @@ class HourBucket:
         if raw in self.seen:
             return False
         self.seen.add(raw)
+        self._sums = None
         self.requests += 1
         self.tokens += tokens
         slot = self.minutes.setdefault(minute, [0, 0, ZERO])
@@ -107,11 +116,14 @@ class HourBucket:
             slot[1] += tokens
             slot[2] += cost
         self.minutes = slots
+        self._sums = None
         self.seen.clear()
 
     def slot_sums(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[Decimal, ...]]:
         """Cumulative (requests, tokens, cost) at each 5-minute boundary of the hour: entry i is
         the volume of minutes [0, 5 * i), so entry 12 is the whole hour."""
+        if self._sums is not None:
+            return self._sums  # type: ignore[return-value]
         per_slot: list[list[Any]] = [[0, 0, ZERO] for _ in range(60 // SLOT_MINUTES)]
         for minute, (requests, tokens, cost) in self.minutes.items():
             slot = per_slot[minute // SLOT_MINUTES]
@@ -123,7 +135,8 @@ class HourBucket:
             requests_at.append(requests_at[-1] + requests)
             tokens_at.append(tokens_at[-1] + tokens)
             cost_at.append(cost_at[-1] + cost)
-        return tuple(requests_at), tuple(tokens_at), tuple(cost_at)
+        self._sums = tuple(requests_at), tuple(tokens_at), tuple(cost_at)
+        return self._sums  # type: ignore[return-value]
 
     def encode(self) -> bytes:
         return json.dumps({
@@ -209,6 +222,10 @@ class KeyStateStore:
         self._closed_hours: dict[tuple[int, str, datetime], tuple[tuple[Any, ...], ...]] = {}
         self._closed_windows: dict[tuple[int, str, datetime, datetime], Volume] = {}
         self.clock: datetime | None = None  # newest event time this process has counted
+        # the bucket `count` wrote last: (partition, key, hour, next hour, bucket key, bucket),
+        # reused while a key's events stay in that hour (no hour_start or key per event); it
+        # is the object in `_hours` until `reset` forgets both
+        self._counting: tuple[int, str, datetime, datetime, bytes, HourBucket] | None = None
 
     # -- reading -------------------------------------------------------------------------
     def record(self, partition: int, wrapped_key_id: str) -> KeyRecord:
@@ -287,38 +304,61 @@ class KeyStateStore:
                       end: datetime, watermark: datetime) -> Volume:
         """The counted volume of [start, end), both on the 5-minute grid (exact whether or not
         the buckets were stripped). Windows no late event can reach any more are cached."""
-        cache_key = (partition, wrapped_key_id, start, end)
-        found = self._closed_windows.get(cache_key)
-        if found is not None:
-            return found
-        requests = tokens = 0
-        cost = ZERO
-        hour = hour_start(start)
+        return self.window_volumes(partition, wrapped_key_id, (start,), end, watermark)[0]
+
+    def window_volumes(self, partition: int, wrapped_key_id: str, starts: Sequence[datetime],
+                       end: datetime, watermark: datetime) -> list[Volume]:
+        """`window_volume` of [start, end) for each of `starts`, each hour read once for all
+        of them (the spike rule's windows of one point share their end). Each window sums its
+        own hours in the same order as alone, so its figures are the same."""
+        closed_windows = self._closed_windows
+        volumes: list[Volume | None] = [
+            closed_windows.get((partition, wrapped_key_id, start, end)) for start in starts]
+        todo = [index for index, found in enumerate(volumes) if found is None]
+        if not todo:
+            return volumes  # type: ignore[return-value]
+        totals = {index: [0, 0, ZERO] for index in todo}
+        closed = self._closed_hours  # read here first: the spike rule reads ~30 windows a point
+        hour = hour_start(min(starts[index] for index in todo))
         while hour < end:
-            sums = self._slot_sums(partition, wrapped_key_id, hour, watermark)
+            next_hour = hour + HOUR
+            sums = closed.get((partition, wrapped_key_id, hour), _UNREAD)
+            if sums is _UNREAD:
+                sums = self._slot_sums(partition, wrapped_key_id, hour, watermark)
             if sums is not None:
-                first = 0 if start <= hour else (start - hour) // timedelta(minutes=SLOT_MINUTES)
-                last = 12 if end >= hour + HOUR else (end - hour) // timedelta(minutes=SLOT_MINUTES)
-                requests += sums[0][last] - sums[0][first]
-                tokens += sums[1][last] - sums[1][first]
-                cost += sums[2][last] - sums[2][first]
-            hour += HOUR
-        volume = Volume(requests, tokens, cost)
-        if end + self.allowed_lateness < watermark:
-            if len(self._closed_windows) >= _CLOSED_CACHE_LIMIT:
-                self._closed_windows.clear()
-            self._closed_windows[cache_key] = volume
-        return volume
+                last = 12 if end >= next_hour else (end - hour) // _SLOT
+                for index, total in totals.items():
+                    start = starts[index]
+                    if start >= next_hour:
+                        continue  # this window begins in a later hour
+                    first = 0 if start <= hour else (start - hour) // _SLOT
+                    total[0] += sums[0][last] - sums[0][first]
+                    total[1] += sums[1][last] - sums[1][first]
+                    total[2] += sums[2][last] - sums[2][first]
+            hour = next_hour
+        for index, (requests, tokens, cost) in totals.items():
+            volume = volumes[index] = Volume(requests, tokens, cost)
+            if end + self.allowed_lateness < watermark:
+                if len(closed_windows) >= _CLOSED_CACHE_LIMIT:
+                    closed_windows.clear()
+                closed_windows[(partition, wrapped_key_id, starts[index], end)] = volume
+        return volumes  # type: ignore[return-value]
 
     # -- writing -------------------------------------------------------------------------
     def count(self, partition: int, wrapped_key_id: str, event_id: uuid.UUID | bytes,
               at: datetime, tokens: int, cost: Decimal | None) -> bool:
         """Count one event in its own hour (event time); False if it was counted before."""
-        hour = hour_start(at)
-        key = _hour_key(partition, wrapped_key_id, hour)
-        found = self.bucket(partition, wrapped_key_id, hour)
-        if found is None:
-            found = self._hours[key] = HourBucket()
+        counting = self._counting
+        if (counting is not None and counting[2] <= at < counting[3]
+                and counting[1] == wrapped_key_id and counting[0] == partition):
+            hour, key, found = counting[2], counting[4], counting[5]
+        else:
+            hour = hour_start(at)
+            key = _hour_key(partition, wrapped_key_id, hour)
+            found = self.bucket(partition, wrapped_key_id, hour)
+            if found is None:
+                found = self._hours[key] = HourBucket()
+            self._counting = (partition, wrapped_key_id, hour, hour + HOUR, key, found)
         if not found.add(event_id, at.minute, tokens, cost):
             return False
         if key not in self._dirty_hours:  # the first count in this hour in this batch
@@ -349,6 +389,7 @@ class KeyStateStore:
             self._closed_hours.clear()
             self._closed_windows.clear()
         self._hours.clear()
+        self._counting = None
         self._records.clear()
         self._dirty_hours.clear()
         self._dirty_records.clear()
