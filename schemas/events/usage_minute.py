@@ -19,6 +19,7 @@ upgrade) are still read.
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,11 @@ USAGE_MINUTE_SCHEMA: Final = "llm.usage.minute.v2"
 USAGE_MINUTE_SCHEMA_V1: Final = "llm.usage.minute.v1"  # still read (see the module docstring)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("0b6c1a52-6f43-5d0e-9a51-3c3f8d2b7e10")
+
+
+@functools.lru_cache(maxsize=4096)  # a strftime, twice per run (written, then checked); the
+def _minute_text(minute: datetime) -> str:  # keys of a partition share their minutes
+    return f"{minute:%Y-%m-%dT%H:%M}"
 
 
 def epoch_us(at: datetime) -> int:
@@ -90,7 +96,7 @@ class UsageMinute:
         """Deterministic: the same source records give the same id."""
         return uuid.uuid5(_NAMESPACE, f"{self.source_topic}|{self.source_partition}|"
                                       f"{self.first_offset}|{self.last_offset}|"
-                                      f"{self.wrapped_key_id}|{self.minute:%Y-%m-%dT%H:%M}")
+                                      f"{self.wrapped_key_id}|{_minute_text(self.minute)}")
 
     def encode(self) -> bytes:
         cost, tokens, unpriced, refused = Decimal(0), 0, 0, 0
