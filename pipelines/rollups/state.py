@@ -366,11 +366,11 @@ class KeyStateStore:
                     requests_at.append(requests + sums[0][index])
                     tokens_at.append(tokens + sums[1][index])
                     cost_at.append(cost + sums[2][index])
-                    hour_exponent_at.append(sums[2][index].as_tuple().exponent)
+                    hour_exponent_at.append(int(sums[2][index].as_tuple().exponent))
                 hour_exponent.append(hour_exponent_at[-1])
             hour += HOUR
         found = _DaySums(tuple(requests_at), tuple(tokens_at), tuple(cost_at),
-                         tuple(value.as_tuple().exponent for value in cost_at),  # type: ignore[misc]
+                         tuple(int(value.as_tuple().exponent) for value in cost_at),
                          tuple(hour_exponent_at), tuple(hour_exponent))
         if len(self._closed_day_sums) >= _CLOSED_DAY_SUMS_LIMIT:
             self._closed_day_sums.clear()
