@@ -277,9 +277,9 @@ class SpikeWatch:
         alpha = None if config.baseline_mode == FLAT else config.significance
         watch = _Watch(config.spike_factor, alpha, [], [], [], {}, [])
         observed_all = store.window_volumes(partition, key, spans, point, watermark)
-        past = [] if flat is not None else [  # per history day, the windows of every span
-            store.window_volumes(partition, key, [day + (start - today) for start in spans],
-                                 day + (point - today), watermark) for day in plan.days]
+        past = [] if flat is not None else store.day_window_volumes(  # per history day
+            partition, key, plan.days, [start - today for start in spans], point - today,
+            watermark)
         for index, start in enumerate(spans):
             minutes = int((point - start).total_seconds() // 60)
             observed = observed_all[index]

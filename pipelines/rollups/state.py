@@ -31,6 +31,10 @@ DAY = timedelta(days=1)
 SEEN_IDS_DAYS = 8  # ids are kept for the 7-day window plus a day; counters for the retention
 SLOT_MINUTES = 5  # the spike rule's event-time grid; stripped buckets keep counters per slot
 _CLOSED_CACHE_LIMIT = 200_000  # closed hours' slot sums kept per process (a bounded cache)
+# closed days' cumulative sums kept per process (a bounded cache: 289 entries each, so fewer;
+# a 28-day lookback of about 180 keys)
+_CLOSED_DAY_SUMS_LIMIT = 5_000
+_DAY_SLOTS = 24 * 60 // SLOT_MINUTES
 _SLOT = timedelta(minutes=SLOT_MINUTES)
 _UNREAD: Any = object()  # not in a cache (whose values may be None)
 
@@ -195,6 +199,39 @@ class KeyRecord:
 
 
 @functools.lru_cache(maxsize=65536)  # formatting the hour is a strftime, once per event
+@functools.cache
+def _unit(exponent: int) -> Decimal:
+    return Decimal((0, (1,), exponent))
+
+
+@dataclass(frozen=True, slots=True)
+class _DaySums:
+    """A closed UTC day's cumulative 5-minute sums: entry i of `requests`, `tokens` and `cost`
+    is the volume of the day's first 5 * i minutes, so the spike rule's history window inside
+    the day is one subtraction instead of a walk over its hours.
+
+    The value is the same as hour by hour, its Decimal exponent need not be: summed hour by hour
+    a window's cost gets the smallest exponent of its hours' sums from each hour's start, a
+    difference of day sums also that of costs earlier in the day, and `str()` of a history
+    figure shows it (the alert's history text). So the exponents are kept too: `exponent[i]`
+    is `cost[i]`'s, `hour_exponent_at[i]` that of the hour's own sum up to entry i (0 where
+    the hour has none) and `hour_exponent[h]` that of hour h whole."""
+
+    requests: tuple[int, ...]
+    tokens: tuple[int, ...]
+    cost: tuple[Decimal, ...]
+    exponent: tuple[int, ...]
+    hour_exponent_at: tuple[int, ...]
+    hour_exponent: tuple[int, ...]
+
+    def exponent_between(self, first: int, last: int) -> int:
+        """The exponent of the cost of entries first..last (first < last) summed hour by hour:
+        the hours before the one `last` ends in count whole, that one up to `last`."""
+        low = self.hour_exponent_at[last]
+        whole = self.hour_exponent[first // 12:(last - 1) // 12]
+        return min(low, *whole) if whole else low
+
+
 def _hour_key(partition: int, wrapped_key_id: str, hour: datetime) -> bytes:
     return f"{partition}|{wrapped_key_id}|{hour:%Y-%m-%dT%H}".encode()
 
@@ -221,6 +258,7 @@ class KeyStateStore:
         self._closed_days: dict[tuple[int, str, datetime], Volume] = {}
         self._closed_hours: dict[tuple[int, str, datetime], tuple[tuple[Any, ...], ...]] = {}
         self._closed_windows: dict[tuple[int, str, datetime, datetime], Volume] = {}
+        self._closed_day_sums: dict[tuple[int, str, datetime], _DaySums] = {}
         self.clock: datetime | None = None  # newest event time this process has counted
         # the bucket `count` wrote last: (partition, key, hour, next hour, bucket key, bucket),
         # reused while a key's events stay in that hour (no hour_start or key per event); it
@@ -300,6 +338,101 @@ class KeyStateStore:
             self._closed_hours[cache_key] = sums
         return sums
 
+    def _day_sums(self, partition: int, wrapped_key_id: str, day: datetime,
+                  watermark: datetime) -> _DaySums:
+        """A closed day's cumulative 5-minute sums (the caller checked it is closed), from its
+        hours' `_slot_sums` (so the same figures), cached until an event is counted in it."""
+        cache_key = (partition, wrapped_key_id, day)
+        found = self._closed_day_sums.get(cache_key)
+        if found is not None:
+            return found
+        requests_at, tokens_at, cost_at = [0], [0], [ZERO]
+        hour_exponent_at, hour_exponent = [0], []
+        closed = self._closed_hours
+        hour = day
+        for _ in range(24):
+            sums = closed.get((partition, wrapped_key_id, hour), _UNREAD)
+            if sums is _UNREAD:
+                sums = self._slot_sums(partition, wrapped_key_id, hour, watermark)
+            requests, tokens, cost = requests_at[-1], tokens_at[-1], cost_at[-1]
+            if sums is None:
+                requests_at.extend([requests] * 12)
+                tokens_at.extend([tokens] * 12)
+                cost_at.extend([cost] * 12)
+                hour_exponent_at.extend([0] * 12)
+                hour_exponent.append(0)
+            else:
+                for index in range(1, 13):
+                    requests_at.append(requests + sums[0][index])
+                    tokens_at.append(tokens + sums[1][index])
+                    cost_at.append(cost + sums[2][index])
+                    hour_exponent_at.append(int(sums[2][index].as_tuple().exponent))
+                hour_exponent.append(hour_exponent_at[-1])
+            hour += HOUR
+        found = _DaySums(tuple(requests_at), tuple(tokens_at), tuple(cost_at),
+                         tuple(int(value.as_tuple().exponent) for value in cost_at),
+                         tuple(hour_exponent_at), tuple(hour_exponent))
+        if len(self._closed_day_sums) >= _CLOSED_DAY_SUMS_LIMIT:
+            self._closed_day_sums.clear()
+        self._closed_day_sums[cache_key] = found
+        return found
+
+    def day_window_volumes(self, partition: int, wrapped_key_id: str, days: Sequence[datetime],
+                           starts: Sequence[timedelta], end: timedelta,
+                           watermark: datetime) -> list[list[Volume]]:
+        """For each of `days`, `window_volumes` of the windows [day + start, day + end): the
+        spike rule's history windows, which have the same place in each past day. In a closed
+        day (and the closed day before, for a window across midnight) a window is a difference
+        of the day's cumulative sums (`_DaySums`), not a walk over its hours; elsewhere (a day
+        not closed yet, a window off the 5-minute grid or longer than a day) it is summed hour
+        by hour. The figures are the same either way."""
+        last = end // _SLOT
+        firsts = [start // _SLOT for start in starts]
+        on_days = (end % _SLOT == timedelta(0) and 0 < last <= _DAY_SLOTS
+                   and all(start % _SLOT == timedelta(0) for start in starts)
+                   and all(-_DAY_SLOTS <= first < last for first in firsts))
+        closed_before = watermark - self.allowed_lateness - DAY  # day < this: the day is closed
+        cached = self._closed_day_sums
+        volumes: list[list[Volume]] = []
+        for day in days:
+            if not on_days or day >= closed_before:
+                volumes.append(self.window_volumes(
+                    partition, wrapped_key_id, [day + start for start in starts], day + end,
+                    watermark))
+                continue
+            sums = (cached.get((partition, wrapped_key_id, day))
+                    or self._day_sums(partition, wrapped_key_id, day, watermark))
+            requests_end, tokens_end = sums.requests[last], sums.tokens[last]
+            cost_end, exponent_end = sums.cost[last], sums.exponent[last]
+            # the cost's exponent is already the hour-by-hour one when the hour `end` falls in
+            # has the day's smallest so far (the whole hours between have none smaller)
+            rescale = sums.hour_exponent_at[last] != exponent_end
+            windows = []
+            for first in firsts:
+                if first >= 0:
+                    cost = cost_end - sums.cost[first]
+                    if rescale:
+                        exponent = sums.exponent_between(first, last)
+                        if exponent != exponent_end:
+                            cost = cost.quantize(_unit(exponent))  # exact: the same value
+                    windows.append(Volume(requests_end - sums.requests[first],
+                                          tokens_end - sums.tokens[first], cost))
+                    continue
+                # across midnight: the rest of the day before, then this day up to `end`
+                before = (cached.get((partition, wrapped_key_id, day - DAY))
+                          or self._day_sums(partition, wrapped_key_id, day - DAY, watermark))
+                first += _DAY_SLOTS
+                cost = before.cost[-1] - before.cost[first] + cost_end
+                exponent = min(before.exponent_between(first, _DAY_SLOTS),
+                               sums.exponent_between(0, last))
+                if exponent != min(before.exponent[-1], exponent_end):
+                    cost = cost.quantize(_unit(exponent))
+                windows.append(Volume(before.requests[-1] - before.requests[first] + requests_end,
+                                      before.tokens[-1] - before.tokens[first] + tokens_end,
+                                      cost))
+            volumes.append(windows)
+        return volumes
+
     def window_volume(self, partition: int, wrapped_key_id: str, start: datetime,
                       end: datetime, watermark: datetime) -> Volume:
         """The counted volume of [start, end), both on the 5-minute grid (exact whether or not
@@ -363,7 +496,9 @@ class KeyStateStore:
             return False
         if key not in self._dirty_hours:  # the first count in this hour in this batch
             self._dirty_hours.add(key)
-            self._closed_days.pop((partition, wrapped_key_id, hour.replace(hour=0)), None)
+            day = hour.replace(hour=0)
+            self._closed_days.pop((partition, wrapped_key_id, day), None)
+            self._closed_day_sums.pop((partition, wrapped_key_id, day), None)
             self._closed_hours.pop((partition, wrapped_key_id, hour), None)
         self.clock = max(self.clock, at) if self.clock else at
         return True
@@ -388,6 +523,7 @@ class KeyStateStore:
             self._closed_days.clear()
             self._closed_hours.clear()
             self._closed_windows.clear()
+            self._closed_day_sums.clear()
         self._hours.clear()
         self._counting = None
         self._records.clear()
