@@ -176,8 +176,10 @@ def _finish(value: Any) -> None:
 
 class FastDecoder:
     """`decode(raw)` -> a struct with the model's field names and properties, or None when the
-    mirror refuses the document (then the model must decide). The model's validator errors
-    count as a refusal too: the model names them."""
+    mirror refuses the document (then the model must decide). Anything a validator raises
+    counts as a refusal too, including what pydantic gives a meaning other than an error (e.g.
+    `PydanticUseDefault`): the model then decides, so no record is lost to an exception the
+    mirror did not expect."""
 
     def __init__(self, model: type[BaseModel], required: frozenset[str] = frozenset()) -> None:
         self.struct = _Mirror().struct(model, required)
@@ -187,6 +189,6 @@ class FastDecoder:
         try:
             value = self._decoder.decode(raw)
             _finish(value)
-        except (msgspec.MsgspecError, ValueError, TypeError, AssertionError):
+        except Exception:  # noqa: BLE001 - whatever it is, the model decides (and names it)
             return None
         return value

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_core import PydanticUseDefault
 
 from keywarden.synthetic import DEFAULT_KEYS, synthetic_event
 from pipelines.ingest.decode import _FAST, DeadLetter, decode
@@ -180,3 +181,21 @@ def test_a_model_the_mirror_cannot_keep_exactly_is_refused_up_front() -> None:
         with pytest.raises(Unmirrorable):
             FastDecoder(model)
     assert uuid.UUID  # (the mirror's UUID type is the stdlib's)
+
+
+def test_an_unexpected_validator_error_is_left_to_the_model() -> None:
+    class Custom(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str = "anonymous"
+
+        @field_validator("name")
+        @classmethod
+        def _bob_is_anonymous(cls, value: str) -> str:
+            if value == "bob":
+                raise PydanticUseDefault  # not an error: pydantic uses the default
+            return value
+
+    decoder = FastDecoder(Custom)
+    assert decoder.decode(b'{"name": "ann"}').name == "ann"
+    assert decoder.decode(b'{"name": "bob"}') is None  # left to the model, which reads it:
+    assert Custom.model_validate_json(b'{"name": "bob"}').name == "anonymous"
