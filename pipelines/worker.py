@@ -201,6 +201,10 @@ def add_analytics(
         await registry.start()
         await refresher.start()
 
+    @app.task
+    async def read_recent_alerts() -> None:
+        await emitter.prefetch()  # so the worker's first alert does not wait for it
+
     @app.timer(settings.analytics_timer_seconds, on_leader=True)
     async def key_hygiene() -> None:
         # A timer that raises crashes the whole faust app: a warehouse or broker outage must
