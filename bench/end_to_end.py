@@ -3,9 +3,10 @@
 
   * gateway request -> its row visible in ClickHouse (`request_events`), p50/p99: requests go
     through the gateway at a steady rate; a poller reads the new event ids every 25 ms;
-  * spiking event -> Slack call, p50/p99: keys with seven days of one-request-an-hour history get
-    three requests now (3x the hourly average with the minimum volume set to 3); the clock starts
-    when the third, spiking event is handed to Kafka and stops when the fake Slack receives the
+  * spiking event -> Slack call, p50/p99: keys with eight days of one-request-an-hour history,
+    asleep at this time of day, get a burst now (one event every 0.3 s, the hourly minimum set
+    to 3) until their spike alert is posted; the clock starts when the event the alert was
+    raised on (its `detected_at`) is handed to Kafka and stops when the fake Slack receives the
     `spike` alert's chat.postMessage.
 
 The pipeline keeps its production batching (KEYWARDEN_SINK_MAX_BATCH_SECONDS=0.5), so the first
@@ -20,23 +21,22 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from bench.load import CHAT_BODY, CHAT_PATH
-from bench.processes import spawn
+from bench.processes import scratch_dir, spawn
 from bench.results import machine_info, write_result
 from bench.stack import gateway_stack, new_database, private_kafka, private_warehouse
 from bench.stats import summarize
 from keywarden.clickhouse import get_client
-from keywarden.kafka import ensure_topics, make_producer
+from keywarden.kafka import ensure_topics, make_consumer, make_producer
 from keywarden.settings import load_settings
 from keywarden.synthetic import produce
 from schemas import topics
@@ -127,75 +127,134 @@ async def _register(settings: Any, keys: list[str], created_at: datetime) -> Non
         await producer.stop()
 
 
+QUIET_HOURS = 5  # the clock hours up to now in which the history keys are asleep
+BURST_MAX = 24  # events at most in a key's burst
+BURST_GAP_S = 0.3  # between two events of a burst (each a distinct millisecond)
+
+
+def _history(names: list[str], now: datetime) -> list[RequestEvent]:
+    """Eight days of one request an hour per key, except in the `QUIET_HOURS` clock hours up to
+    now's: at this time of day the keys are usually asleep (their same-time windows are empty)."""
+    start = now.replace(hour=0, minute=0, second=0) - timedelta(days=8, minutes=-5)
+    hours = int((now - timedelta(hours=QUIET_HOURS) - start) / timedelta(hours=1))
+    return [_event(name, at) for at in (start + timedelta(hours=h) for h in range(hours))
+            if (now.hour - at.hour) % 24 >= QUIET_HOURS for name in names]
+
+
 async def spike_to_slack(settings: Any, url: str, slack: FakeSlack, keys: int) -> dict[str, Any]:
-    """Seven days of history per key, then three requests now; the third is timed to Slack."""
+    """Eight days of history per key, asleep at this hour; then a burst now, one event every
+    `BURST_GAP_S`, until Slack has the key's spike alert. The clock starts when the event the
+    alert was raised on (its `detected_at` in the `alerts` table) is handed to Kafka."""
     names = [f"wk_spike_{uuid.uuid4().hex[:10]}" for _ in range(keys)]
     now = datetime.now(UTC).replace(microsecond=0)
-    history_start = now.replace(hour=0, minute=0, second=0) - timedelta(days=7, minutes=-5)
-    await _register(settings, names, history_start - timedelta(days=1))
-    history = [_event(name, history_start + timedelta(hours=h))
-               for h in range(int((now - timedelta(hours=2) - history_start) / timedelta(hours=1)))
-               for name in names]
+    history = _history(names, now)
+    await _register(settings, names, now - timedelta(days=9))
     await produce(history, settings)
 
-    def stored() -> int:
+    def query(sql: str, parameters: dict[str, Any] | None = None) -> list[Any]:
         client = get_client(url)
         try:
-            return int(client.command("SELECT count() FROM request_events WHERE gateway_id = "
-                                      "'bench-spike'"))
+            return client.query(sql, parameters=parameters).result_rows
         finally:
             client.close()
 
     deadline = time.monotonic() + 180
-    while await asyncio.to_thread(stored) < len(history):
+    while (await asyncio.to_thread(
+            query, "SELECT count() FROM request_events WHERE gateway_id = 'bench-spike'"))[0][0] \
+            < len(history):
         if time.monotonic() > deadline:
             raise RuntimeError("the spike history was not stored within 180 s")
         await asyncio.sleep(0.5)
     await asyncio.sleep(2)  # the after-store analytics of the last batch
 
-    def slack_spike_for(name: str) -> float | None:
+    def slack_spike_for(name: str) -> tuple[str, float] | None:
         for call in slack.posts():
             payload = call.metadata.get("event_payload", {})
             if payload.get("kind") == "spike" and name.replace("_", "-") in call.all_text():
-                return call.at
+                return payload["alert_id"], call.at
+        return None
+
+    async def detected_at(alert_id: str) -> datetime | None:
+        for _ in range(100):  # the alert's row lands beside its Kafka record
+            rows = await asyncio.to_thread(
+                query, "SELECT detected_at FROM alerts WHERE alert_id = {id:UUID} LIMIT 1",
+                {"id": alert_id})
+            if rows:
+                return rows[0][0].replace(tzinfo=UTC)
+            await asyncio.sleep(0.1)
         return None
 
     producer = make_producer(settings)
     await producer.start()
-    latencies: list[float] = []
-    missing = []
-    try:
-        for name in names:
-            lead = [_event(name, datetime.now(UTC) - timedelta(seconds=2 - i)) for i in range(2)]
-            for event in lead:
-                await producer.send_and_wait(topics.REQUESTS, event.to_json_bytes(),
-                                             key=name.encode())
-            await asyncio.sleep(1.0)  # the two lead events are stored and counted, no alert yet
-            spiking = _event(name, datetime.now(UTC))
-            started = time.monotonic()
-            await producer.send_and_wait(topics.REQUESTS, spiking.to_json_bytes(),
+
+    async def burst(name: str) -> tuple[float | None, int, str | None, float | None]:
+        handed: dict[datetime, float] = {}  # event time (ms) -> when it was handed to Kafka
+        post = None
+        for _ in range(BURST_MAX):
+            at = datetime.now(UTC)
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+            handed[at] = time.monotonic()
+            await producer.send_and_wait(topics.REQUESTS, _event(name, at).to_json_bytes(),
                                          key=name.encode())
-            arrived = None
-            wait_until = time.monotonic() + 30
-            while arrived is None and time.monotonic() < wait_until:
-                arrived = slack_spike_for(name)
-                await asyncio.sleep(0.01)
-            if arrived is None:
-                missing.append(name)
-            else:
-                latencies.append((arrived - started) * 1000)
+            await asyncio.sleep(BURST_GAP_S)
+            if (post := slack_spike_for(name)) is not None:
+                break
+        wait_until = time.monotonic() + 30
+        while post is None and time.monotonic() < wait_until:
+            post = slack_spike_for(name)
+            await asyncio.sleep(0.01)
+        if post is None:
+            return None, len(handed), None, None
+        raised_on = await detected_at(post[0])
+        started = handed.get(raised_on) if raised_on is not None else None
+        if started is None:
+            return None, len(handed), None, None
+        return (post[1] - started) * 1000, len(handed), post[0], started
+
+    try:
+        outcomes = await asyncio.gather(*(burst(name) for name in names))
     finally:
         await producer.stop()
+    latencies = [ms for ms, *_ in outcomes if ms is not None]
+    # Where the time went: the alert record's Kafka timestamp (set when the pipeline produced
+    # it) splits each figure into event -> alert on Kafka and alert on Kafka -> Slack.
+    produced = await _alert_record_times(settings, {o[2] for o in outcomes if o[2]})
+    wall_minus_monotonic = time.time() - time.monotonic()
+    to_kafka = [(produced[alert_id] - wall_minus_monotonic - started) * 1000
+                for _, _, alert_id, started in outcomes
+                if alert_id in produced and started is not None]
     return {"keys": keys, "history_events": len(history), "spikes_seen": len(latencies),
-            "missing": missing, "event_to_slack_ms": summarize(latencies)}
+            "burst_events": [o[1] for o in outcomes],
+            "missing": [name for name, o in zip(names, outcomes, strict=True) if o[0] is None],
+            "event_to_slack_ms": summarize(latencies),
+            "event_to_alert_record_ms": summarize(to_kafka)}
+
+
+async def _alert_record_times(settings: Any, alert_ids: set[str]) -> dict[str, float]:
+    """Each alert's record timestamp on `alerts.v1` (wall clock, seconds)."""
+    consumer = make_consumer(topics.ALERTS, group_id=None, settings=settings,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 10
+        while len(found) < len(alert_ids) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    alert_id = orjson.loads(record.value).get("alert_id")
+                    if alert_id in alert_ids and alert_id not in found:
+                        found[alert_id] = record.timestamp / 1000
+    finally:
+        await consumer.stop()
+    return found
 
 
 def run(quick: bool = False, stamp: str | None = None) -> dict[str, Any]:
     stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     requests, rate, spike_keys = (150, 20.0, 6) if quick else (600, 30.0, 20)
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-e2e-"))
     result: dict[str, Any] = {"benchmark": "end_to_end", "at": stamp}
     with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(scratch_dir("kw-bench-e2e-"))
         kafka = stack.enter_context(private_kafka(scratch / "kafka"))
         base = stack.enter_context(private_warehouse(scratch / "warehouse"))
         url = new_database(base, "bench_e2e")
@@ -245,6 +304,8 @@ def main() -> int:
     print("request -> ClickHouse row:", result["request_to_row"]["request_to_row_ms"])
     print("spiking event -> Slack:  ", result["spike_to_slack"]["event_to_slack_ms"],
           "missing:", result["spike_to_slack"]["missing"])
+    print("  of which event -> alert record on Kafka:",
+          result["spike_to_slack"]["event_to_alert_record_ms"])
     print(f"wrote {result['path']}")
     return 0
 

@@ -15,7 +15,7 @@ import json
 import platform
 import socket
 import statistics
-import tempfile
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,11 +23,14 @@ from pathlib import Path
 
 import httpx
 
-from deploy.local.kafka import LocalKafka
-from keywarden.settings import PROJECT_ROOT, get_settings, load_settings
-from services.admin.registry_writer import KeyAdmin
-from services.fakes.provider import FakeProvider
-from services.gateway.server import GatewayServer
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from bench.processes import scratch_dir  # noqa: E402
+from deploy.local.kafka import LocalKafka  # noqa: E402
+from keywarden.settings import PROJECT_ROOT, get_settings, load_settings  # noqa: E402
+from services.admin.registry_writer import KeyAdmin  # noqa: E402
+from services.fakes.provider import FakeProvider  # noqa: E402
+from services.gateway.server import GatewayServer  # noqa: E402
 
 OPENAI_KEY = "sk-bench-openai"
 BODY = {
@@ -122,41 +125,41 @@ def main() -> None:
     args = options.parse_args()
 
     base = get_settings()
-    home = Path(tempfile.mkdtemp(prefix="keywarden-bench-"))
-    kafka = LocalKafka(
-        home=home,
-        name="bench",
-        port=free_port(),
-        controller_port=free_port(),
-        version=base.kafka_version,
-        lib_dir=base.home / "kafka" / base.kafka_version / "lib",
-    )
-    asyncio.run(kafka.start())
-    fake = FakeProvider({OPENAI_KEY}).start()
-    gateway = None
-    try:
-        settings = load_settings(
+    with scratch_dir("keywarden-bench-") as home:
+        kafka = LocalKafka(
             home=home,
-            kafka_bootstrap=kafka.bootstrap,
-            gateway_port=0,
-            gateway_id="bench",
-            gateway_upstream_openai=fake.base_url,
-            gateway_upstream_anthropic=fake.base_url,
-            gateway_upstream_google=fake.base_url,
+            name="bench",
+            port=free_port(),
+            controller_port=free_port(),
+            version=base.kafka_version,
+            lib_dir=base.home / "kafka" / base.kafka_version / "lib",
         )
-        wrapped = asyncio.run(register(settings))
-        gateway = GatewayThread(settings)
-        gateway_url = gateway.start() + "/v1/chat/completions"
-        direct_url = fake.base_url + "/v1/chat/completions"
-        runs = [
-            measure(direct_url, gateway_url, wrapped, args.requests, args.warmup, stream)
-            for stream in (False, True)
-        ]
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        fake.stop()
-        asyncio.run(kafka.stop())
+        asyncio.run(kafka.start())
+        fake = FakeProvider({OPENAI_KEY}).start()
+        gateway = None
+        try:
+            settings = load_settings(
+                home=home,
+                kafka_bootstrap=kafka.bootstrap,
+                gateway_port=0,
+                gateway_id="bench",
+                gateway_upstream_openai=fake.base_url,
+                gateway_upstream_anthropic=fake.base_url,
+                gateway_upstream_google=fake.base_url,
+            )
+            wrapped = asyncio.run(register(settings))
+            gateway = GatewayThread(settings)
+            gateway_url = gateway.start() + "/v1/chat/completions"
+            direct_url = fake.base_url + "/v1/chat/completions"
+            runs = [
+                measure(direct_url, gateway_url, wrapped, args.requests, args.warmup, stream)
+                for stream in (False, True)
+            ]
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            fake.stop()
+            asyncio.run(kafka.stop())
 
     for run in runs:
         kind = "streaming" if run["streaming"] else "non-streaming"

@@ -21,14 +21,13 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.load import CHAT_BODY, CHAT_PATH, open_loop, warm_up
-from bench.processes import cpu_seconds
+from bench.processes import cpu_seconds, scratch_dir
 from bench.results import RESULTS_DIR
 from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
 
@@ -106,12 +105,12 @@ def run(rates: list[int], seconds: float, rate_hz: int, stream: bool = False) ->
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-profile-"))
     RESULTS_DIR.mkdir(exist_ok=True)
     body = CHAT_BODY | ({"stream": True} if stream else {})
     out: dict[str, Any] = {"benchmark": "gateway_profile", "at": stamp, "stream": stream,
                            "runs": []}
     with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(scratch_dir("kw-bench-profile-"))
         kafka = stack.enter_context(private_kafka(scratch / "kafka"))
         gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap))
         url = gw.gateway_url + CHAT_PATH

@@ -13,12 +13,11 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from bench.load import CHAT_BODY, CHAT_PATH, open_loop, warm_up
+from bench.processes import scratch_dir
 from bench.results import machine_info, write_result
 from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
 from bench.stats import added
@@ -72,8 +71,8 @@ def run(quick: bool = False, stamp: str | None = None) -> dict[str, Any]:
     rates = [50, 100, 200, 300, 400, 600] if quick else [50, 100, 200, 300, 400, 600, 800, 1000]
     seconds = 3.0 if quick else 6.0
     stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-throughput-"))
     with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(scratch_dir("kw-bench-throughput-"))
         kafka = stack.enter_context(private_kafka(scratch / "kafka"))
         gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap))
         steps = asyncio.run(step_up(gw.provider_url, gw.gateway_url, gw.wrapped_key, rates,

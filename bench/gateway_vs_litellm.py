@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import CHAT_BODY, CHAT_PATH, closed_loop, open_loop, warm_up
-from bench.processes import LOOPBACK, Child, cpu_seconds, free_port, spawn, wait_http
+from bench.processes import (
+    LOOPBACK,
+    Child,
+    cpu_seconds,
+    free_port,
+    scratch_dir,
+    spawn,
+    wait_http,
+)
 from bench.results import machine_info, write_result
 from bench.stack import PROVIDER_KEY, gateway_stack, private_kafka
 from bench.stats import added
@@ -177,7 +184,6 @@ def run(quick: bool = False, stamp: str | None = None, workers: int = 1,
     seconds = 3.0 if quick else 8.0
     sequential_count = 200 if quick else 500
     stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-latency-"))
     litellm_ok, litellm_note = ensure_litellm() if litellm else (False, "not asked for")
     result: dict[str, Any] = {
         "benchmark": "gateway_vs_litellm", "at": stamp, "machine": machine_info(),
@@ -190,6 +196,7 @@ def run(quick: bool = False, stamp: str | None = None, workers: int = 1,
         "litellm": {"available": litellm_ok, "note": litellm_note},
     }
     with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(scratch_dir("kw-bench-latency-"))
         kafka = stack.enter_context(private_kafka(scratch / "kafka"))
         gw = stack.enter_context(gateway_stack(scratch / "gateway", kafka.bootstrap,
                                                workers=workers))

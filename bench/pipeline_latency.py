@@ -14,14 +14,13 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.processes import spawn
+from bench.processes import scratch_dir, spawn
 from bench.results import machine_info, write_result
 from bench.stack import new_database, private_kafka, private_warehouse
 from bench.stats import summarize
@@ -124,8 +123,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-latency-"))
-    result = run(args.rate, args.seconds, scratch)
+    with scratch_dir("kw-bench-latency-") as scratch:
+        result = run(args.rate, args.seconds, scratch)
     result.update(benchmark="pipeline_latency", at=datetime.now(UTC).isoformat(),
                   load_average=os.getloadavg(), machine=machine_info())
     path = write_result("pipeline_latency", result, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}")

@@ -23,7 +23,6 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from bench.processes import Child, rss_mib, spawn
+from bench.processes import Child, rss_mib, scratch_dir, spawn
 from bench.results import machine_info, write_result
 from bench.stack import new_database, private_kafka, private_warehouse
 from keywarden.clickhouse import get_client
@@ -159,8 +158,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=KEYS)
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-recovery-"))
-    result = run(args.keys, scratch)
+    with scratch_dir("kw-bench-recovery-") as scratch:
+        result = run(args.keys, scratch)
     result.update(benchmark="pipeline_recovery", at=datetime.now(UTC).isoformat(),
                   load_average=os.getloadavg(), machine=machine_info())
     path = write_result("pipeline_recovery", result, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}")

@@ -22,7 +22,6 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from bench.processes import cpu_seconds  # noqa: E402
+from bench.processes import cpu_seconds, scratch_dir  # noqa: E402
 from bench.stack import new_database  # noqa: E402
 from keywarden.clickhouse import get_client  # noqa: E402
 from keywarden.kafka import ensure_topics, make_consumer  # noqa: E402
@@ -277,52 +276,52 @@ def main() -> int:
 
     from tests.support.kafka import free_ports, start_test_broker
 
-    scratch = Path(tempfile.mkdtemp(prefix="kw-bench-"))
-    broker = warehouse = None
-    try:
-        if args.bootstrap:
-            bootstrap = args.bootstrap
-        else:
-            broker = start_test_broker(scratch / "kafka")
-            bootstrap = broker.bootstrap
-        if args.clickhouse_url:
-            base_url = args.clickhouse_url
-        else:
-            from deploy.local.warehouse import spawn_warehouse
+    with scratch_dir("kw-bench-") as scratch:
+        broker = warehouse = None
+        try:
+            if args.bootstrap:
+                bootstrap = args.bootstrap
+            else:
+                broker = start_test_broker(scratch / "kafka")
+                bootstrap = broker.bootstrap
+            if args.clickhouse_url:
+                base_url = args.clickhouse_url
+            else:
+                from deploy.local.warehouse import spawn_warehouse
 
-            port = free_ports(1)[0]
-            (scratch / "warehouse").mkdir()
-            warehouse = spawn_warehouse(scratch / "warehouse", port)
-            base_url = f"http://default:@127.0.0.1:{port}/keywarden"
-        settings = load_settings(kafka_bootstrap=bootstrap)
-        asyncio.run(ensure_topics(settings))
-        spacing = (timedelta(days=args.span_days) / args.events if args.span_days
-                   else timedelta(seconds=1))
-        events = synthetic_traffic(args.events, seed=42, spacing=spacing)
-        print(f"producing {len(events)} events …", flush=True)
-        asyncio.run(produce(events, settings))
-        pipeline_url = new_database(base_url, "bench_pipeline")
-        baseline_url = new_database(base_url, "bench_baseline")
-        (scratch / "home").mkdir()
-        pipeline = measure_pipeline(bootstrap, pipeline_url, len(events), scratch / "home",
-                                    args.profile)
-        if not args.baseline_default_gc:
-            # the worker's collector settings (pipelines/worker.py), for a like-for-like baseline
-            from pipelines.worker import tune_garbage_collector
+                port = free_ports(1)[0]
+                (scratch / "warehouse").mkdir()
+                warehouse = spawn_warehouse(scratch / "warehouse", port)
+                base_url = f"http://default:@127.0.0.1:{port}/keywarden"
+            settings = load_settings(kafka_bootstrap=bootstrap)
+            asyncio.run(ensure_topics(settings))
+            spacing = (timedelta(days=args.span_days) / args.events if args.span_days
+                       else timedelta(seconds=1))
+            events = synthetic_traffic(args.events, seed=42, spacing=spacing)
+            print(f"producing {len(events)} events …", flush=True)
+            asyncio.run(produce(events, settings))
+            pipeline_url = new_database(base_url, "bench_pipeline")
+            baseline_url = new_database(base_url, "bench_baseline")
+            (scratch / "home").mkdir()
+            pipeline = measure_pipeline(bootstrap, pipeline_url, len(events), scratch / "home",
+                                        args.profile)
+            if not args.baseline_default_gc:
+                # the worker's collector settings (pipelines/worker.py): a like-for-like baseline
+                from pipelines.worker import tune_garbage_collector
 
-            tune_garbage_collector()
-        baseline = asyncio.run(measure_baseline(bootstrap, baseline_url, len(events)))
-        floor = (asyncio.run(measure_faust_floor(bootstrap, len(events))) if args.faust_floor
-                 else None)
-    finally:
-        if warehouse is not None:
-            from deploy.local.warehouse import stop_warehouse
+                tune_garbage_collector()
+            baseline = asyncio.run(measure_baseline(bootstrap, baseline_url, len(events)))
+            floor = (asyncio.run(measure_faust_floor(bootstrap, len(events))) if args.faust_floor
+                     else None)
+        finally:
+            if warehouse is not None:
+                from deploy.local.warehouse import stop_warehouse
 
-            stop_warehouse(warehouse)
-        if broker is not None:
-            from deploy.local.kafka import run_blocking
+                stop_warehouse(warehouse)
+            if broker is not None:
+                from deploy.local.kafka import run_blocking
 
-            run_blocking(broker.stop())
+                run_blocking(broker.stop())
 
     ratio = pipeline["events_per_s"] / baseline["events_per_s"]
     result = {

@@ -1,14 +1,19 @@
 """Benchmark child processes: spawning one with its log file, stopping it, waiting for it to
-answer over HTTP, its memory; free loopback ports and settings passed as environment."""
+answer over HTTP, its memory; free loopback ports and settings passed as environment; the
+scratch folder a run keeps its broker, warehouse and homes in."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,27 @@ from typing import Any
 from keywarden.settings import PROJECT_ROOT
 
 LOOPBACK = "127.0.0.1"
+
+
+KEEP_ENV = "KW_BENCH_KEEP"
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A run's scratch folder (a private broker's log, the warehouse, the services' homes: up to
+    about 1 GB): removed once the run is over, kept when it failed (its logs are what to read;
+    the path is printed) or when `KW_BENCH_KEEP=1`. Enter it before the processes that write
+    into it, so that they are stopped first."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    except BaseException:
+        print(f"kept {path} (the run failed)", file=sys.stderr)
+        raise
+    if os.environ.get(KEEP_ENV) == "1":
+        print(f"kept {path} ({KEEP_ENV}=1)", file=sys.stderr)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
