@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -187,7 +187,7 @@ async def spike_to_slack(settings: Any, url: str, slack: FakeSlack, keys: int) -
     producer = make_producer(settings)
     await producer.start()
 
-    async def burst(name: str) -> tuple[float | None, int, str | None, float | None]:
+    async def burst(name: str) -> Burst:
         handed: dict[datetime, float] = {}  # event time (ms) -> when it was handed to Kafka
         post = None
         for _ in range(BURST_MAX):
@@ -203,31 +203,39 @@ async def spike_to_slack(settings: Any, url: str, slack: FakeSlack, keys: int) -
         while post is None and time.monotonic() < wait_until:
             post = slack_spike_for(name)
             await asyncio.sleep(0.01)
-        if post is None:
-            return None, len(handed), None, None
-        raised_on = await detected_at(post[0])
+        raised_on = await detected_at(post[0]) if post is not None else None
         started = handed.get(raised_on) if raised_on is not None else None
-        if started is None:
-            return None, len(handed), None, None
-        return (post[1] - started) * 1000, len(handed), post[0], started
+        if post is None or started is None:
+            return Burst(name, len(handed))
+        return Burst(name, len(handed), post[0], started, (post[1] - started) * 1000)
 
     try:
-        outcomes = await asyncio.gather(*(burst(name) for name in names))
+        bursts = await asyncio.gather(*(burst(name) for name in names))
     finally:
         await producer.stop()
-    latencies = [ms for ms, *_ in outcomes if ms is not None]
+    timed = [b for b in bursts if b.to_slack_ms is not None]
     # Where the time went: the alert record's Kafka timestamp (set when the pipeline produced
     # it) splits each figure into event -> alert on Kafka and alert on Kafka -> Slack.
-    produced = await _alert_record_times(settings, {o[2] for o in outcomes if o[2]})
+    produced = await _alert_record_times(settings, {b.alert_id for b in timed if b.alert_id})
     wall_minus_monotonic = time.time() - time.monotonic()
-    to_kafka = [(produced[alert_id] - wall_minus_monotonic - started) * 1000
-                for _, _, alert_id, started in outcomes
-                if alert_id in produced and started is not None]
-    return {"keys": keys, "history_events": len(history), "spikes_seen": len(latencies),
-            "burst_events": [o[1] for o in outcomes],
-            "missing": [name for name, o in zip(names, outcomes, strict=True) if o[0] is None],
-            "event_to_slack_ms": summarize(latencies),
+    to_kafka = [(produced[b.alert_id] - wall_minus_monotonic - b.handed_at) * 1000
+                for b in timed if b.alert_id in produced and b.handed_at is not None]
+    return {"keys": keys, "history_events": len(history), "spikes_seen": len(timed),
+            "burst_events": [b.events for b in bursts],
+            "missing": [b.key for b in bursts if b.to_slack_ms is None],
+            "event_to_slack_ms": summarize([b.to_slack_ms for b in timed]),
             "event_to_alert_record_ms": summarize(to_kafka)}
+
+
+class Burst(NamedTuple):
+    """One key's burst: how many events it took, and for the event its alert was raised on,
+    the alert, when that event was handed to Kafka (monotonic) and how long until Slack."""
+
+    key: str
+    events: int
+    alert_id: str | None = None
+    handed_at: float | None = None
+    to_slack_ms: float | None = None
 
 
 async def _alert_record_times(settings: Any, alert_ids: set[str]) -> dict[str, float]:
