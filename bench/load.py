@@ -33,6 +33,16 @@ class LoadResult:
     seconds: float = 0.0
     max_send_lag_ms: float = 0.0
 
+    def merged(self, other: LoadResult) -> LoadResult:
+        """This result and `other` (a slice of the same target at the same rate) as one."""
+        errors = dict(self.errors)
+        for name, count in other.errors.items():
+            errors[name] = errors.get(name, 0) + count
+        return LoadResult(target_rps=self.target_rps,
+                          latencies_ms=self.latencies_ms + other.latencies_ms, errors=errors,
+                          sent=self.sent + other.sent, seconds=self.seconds + other.seconds,
+                          max_send_lag_ms=max(self.max_send_lag_ms, other.max_send_lag_ms))
+
     @property
     def achieved_rps(self) -> float:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
