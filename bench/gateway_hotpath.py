@@ -19,7 +19,6 @@ import cProfile
 import gc
 import pstats
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from bench.processes import scratch_dir
 from keywarden.settings import load_settings
 from schemas.events.keys import (
     KeyPolicy,
@@ -124,8 +124,7 @@ class StubUpstream:
         return StubResponse(self._chunks)
 
 
-def build(budget: bool, stream: bool) -> tuple[ProxyEndpoint, Gateway, str]:
-    home = Path(tempfile.mkdtemp(prefix="kw-hotpath-"))
+def build(home: Path, budget: bool, stream: bool) -> tuple[ProxyEndpoint, Gateway, str]:
     settings = load_settings(home=home, kafka_bootstrap="127.0.0.1:9", gateway_id="hotpath",
                              gateway_upstream_openai="http://127.0.0.1:9",
                              gateway_publish_queue_size=1_000_000)
@@ -209,7 +208,12 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile, top 30 by own time")
     args = parser.parse_args()
-    endpoint, gateway, wrapped = build(args.budget, args.stream)
+    with scratch_dir("kw-hotpath-") as home:  # the gateway's home: its keyring and spool
+        return measure(args, home)
+
+
+def measure(args: argparse.Namespace, home: Path) -> int:
+    endpoint, gateway, wrapped = build(home, args.budget, args.stream)
     asyncio.run(drive(endpoint, gateway, wrapped, args.stream, 500))  # warm caches
     gc.collect()
     gc.freeze()

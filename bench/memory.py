@@ -22,7 +22,6 @@ import gc
 import json
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,13 +29,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.processes import rss_mib
+from bench.processes import rss_mib, scratch_dir
 from bench.results import machine_info, write_result
 
 KEYS = 100_000
 
 
-def _gateway_child(keys: int) -> dict[str, Any]:
+def _gateway_child(keys: int, home: Path) -> dict[str, Any]:
     import os
 
     from keywarden.settings import load_settings
@@ -45,7 +44,6 @@ def _gateway_child(keys: int) -> dict[str, Any]:
     from services.gateway.auth import issue_wrapped_key
     from services.gateway.gateway import Gateway
 
-    home = Path(tempfile.mkdtemp(prefix="kw-bench-mem-gw-"))
     gateway = Gateway(load_settings(home=home, gateway_id="bench-memory"))
     gc.collect()
     before = rss_mib(os.getpid())
@@ -76,7 +74,7 @@ def _gateway_child(keys: int) -> dict[str, Any]:
             "policy": "daily+monthly budget, rpm, 2 allowed models, 4 tags"}
 
 
-def _pipeline_child(keys: int, events_per_key: int) -> dict[str, Any]:
+def _pipeline_child(keys: int, events_per_key: int, home: Path) -> dict[str, Any]:
     import os
 
     from keywarden.settings import load_settings
@@ -84,7 +82,6 @@ def _pipeline_child(keys: int, events_per_key: int) -> dict[str, Any]:
     from pipelines.rollups.tables import StateTables
     from pipelines.worker import build_pipeline
 
-    home = Path(tempfile.mkdtemp(prefix="kw-bench-mem-pipe-"))
     pipeline = build_pipeline(load_settings(home=home))  # every module imported, nothing started
     tables = StateTables(hours={}, keys={})  # type: ignore[arg-type]
     store = KeyStateStore(tables, allowed_lateness=timedelta(hours=1))
@@ -150,10 +147,12 @@ def main() -> int:
     parser.add_argument("--child", choices=["gateway", "pipeline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "gateway":
-        print(json.dumps(_gateway_child(args.keys)))
+        with scratch_dir("kw-bench-mem-gw-") as home:
+            print(json.dumps(_gateway_child(args.keys, home)))
         return 0
     if args.child == "pipeline":
-        print(json.dumps(_pipeline_child(args.keys, args.events_per_key)))
+        with scratch_dir("kw-bench-mem-pipe-") as home:
+            print(json.dumps(_pipeline_child(args.keys, args.events_per_key, home)))
         return 0
     result = run(args.quick, keys=args.keys)
     print(json.dumps({k: result[k] for k in ("gateway", "pipeline")}, indent=2))
