@@ -33,7 +33,7 @@ test: setup $(LITELLM_STAMP)
 	$(BIN)/python -m pytest $(XDIST)
 
 # The fault-injection suite alone (Kafka restarts, SIGKILLed workers, 30 s and 60 s outages):
-# about 3 minutes; `make test` runs it too.
+# about 2.5 minutes; `make test` runs it too.
 faults: setup
 	$(BIN)/python -m pytest $(XDIST) tests/faults
 
