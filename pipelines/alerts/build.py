@@ -45,8 +45,9 @@ def resolved(facts: dict[str, str], *, at: datetime, wrapped_key_id: str, key_sc
 def _amount(metric: str, value: Decimal) -> str:
     if metric == "cost_usd":
         return f"${value.quantize(Decimal('0.01')) if value >= 1 else _fmt(value)}"
-    return f"{_fmt(value.quantize(Decimal('0.1')) if value != value.to_integral() else value)} " \
-           f"{metric}"
+    if value != value.to_integral():  # a median of an even count, a ramping key's scaled centre
+        return f"{value.quantize(Decimal('0.1')):,f} {metric}"
+    return f"{_fmt(value)} {metric}"
 
 
 def _span(minutes: int, grain: str) -> str:
@@ -63,7 +64,10 @@ def _usual(compared: WindowBaseline) -> str:
     """'on a weekday 02:00-03:00' and 'median of the last 7 weekdays' for a seasonal baseline."""
     days = len(compared.history)
     kind = {"weekday": "weekday", "weekend": "weekend day"}.get(compared.day_kind, "day")
-    if compared.centre_name == "highest":
+    if compared.centre_name == "highest" and compared.growth != 1:
+        centre = (f"highest of the last {days} {kind}s x{compared.growth.normalize():f} for its "
+                  "growth (a key still ramping up)")
+    elif compared.centre_name == "highest":
         centre = f"highest of the last {days} {kind}s (a key still ramping up)"
     else:
         centre = f"{compared.centre_name} of the last {days} {kind}s"
@@ -97,6 +101,8 @@ def spike_alert(*, wrapped_key_id: str, key_scope: str, tags: KeyTags, grain: st
         "centre": compared.centre_name,
         "history": ",".join(str(v) for v in compared.history_values(head.metric)),
     }
+    if compared.growth != 1:
+        details["growth"] = f"{compared.growth.normalize():f}"
     if finding.p_value is not None:
         details["p_value"] = f"{finding.p_value:.2e}"
     for figure in finding.figures:

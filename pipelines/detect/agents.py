@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 ANOMALY_COLUMNS = (
     "alert_id", "detected_at", "wrapped_key_id", "key_scope", "rule", "grain", "period", "metric",
     "observed", "baseline", "ratio", "factor", "history_days", "row_version",
-    "baseline_mode", "window_minutes", "day_kind", "centre", "history", "p_value",
+    "baseline_mode", "window_minutes", "day_kind", "centre", "history", "p_value", "growth",
 )  # fmt: skip
 BASELINE_COLUMNS = (
     "day", "wrapped_key_id", "history_days", "avg_daily_requests", "avg_daily_tokens",

@@ -9,11 +9,12 @@ weekend, UTC) once 3 weekdays, or one weekend, exist in the lookback; else the
 last 7 days whatever their kind (a daily batch job is then known after 4 runs of 7). A day counts
 as history only if the key had been seen by the end of that day's first hour. The centre is the
 median of those windows, so one past surge does not raise it. A key still ramping up is compared
-with the highest of them instead, so its growth is not a spike: a key with less than 14 days of
-history whose history days differ by more than 2x, or an older key whose two newest history days
-both ran 30% or more above its median day (with the default `min_history_days` of 7, a key's
-first week raises no spike alert at all). Tokens and cost centres are that request count times
-the history's pooled figure per request.
+with the highest of them instead, times how far its newest history day grew over the one before
+it (1x to 2x: it went on growing since), so its growth is not a spike: a key with less than 14
+days of history whose history days differ by more than 2x, or an older key whose two newest
+history days both ran 30% or more above its median day (with the default `min_history_days` of
+7, a key's first week raises no spike alert at all). Tokens and cost centres are that request
+count times the history's pooled figure per request.
 
 A window is a spike when its figure reaches `factor` x the centre, its requests reach the floor
 (pro rata for a window under an hour, the hourly floor itself for longer ones), and its request
@@ -72,6 +73,7 @@ class HistoryPlan:
     days: tuple[datetime, ...]  # day starts, newest first
     day_kind: str  # weekday | weekend | day (any kind)
     centre: str  # median | highest | mean
+    growth: Decimal = Decimal(1)  # a ramping key's highest window is scaled by it
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class WindowBaseline:
     history: tuple[Volume, ...]  # newest first; empty in flat mode
     centre: Average
     history_days: int = 0
+    growth: Decimal = Decimal(1)  # the highest window's scale for a ramping key (else 1)
 
     @property
     def minutes(self) -> int:
@@ -178,7 +181,9 @@ def history_plan(today: datetime, first_seen: datetime, *, mode: str, min_histor
         days, kind = tuple(recent), ANY_DAY
     young = len(history) < YOUNG_DAYS
     totals = None if count is None else [count(day) for day in days]
-    return HistoryPlan(days, kind, HIGHEST if ramping(totals, young=young) else MEDIAN)
+    if ramping(totals, young=young):
+        return HistoryPlan(days, kind, HIGHEST, recent_growth(totals))
+    return HistoryPlan(days, kind, MEDIAN)
 
 
 def ramping(totals: Sequence[int] | None, *, young: bool) -> bool:
@@ -193,6 +198,20 @@ def ramping(totals: Sequence[int] | None, *, young: bool) -> bool:
         return max(totals) > YOUNG_SPREAD * min(totals)
     usual = _median([Decimal(total) for total in totals])
     return usual > 0 and min(totals[0], totals[1]) >= GROWN * usual
+
+
+def recent_growth(totals: Sequence[int] | None) -> Decimal:
+    """How far a ramping key grew over its last step: its newest history day's requests over the
+    day before it (newest first), to two places, between 1 and `YOUNG_SPREAD`. Its highest
+    window is scaled by it, since the key has gone on growing since that window: on the Monday
+    after a ramp, the highest weekday in the history is the ramp's last Friday, still below the
+    key's new level, and an ordinary Monday hour came out at 2x it on noise (issue 14: 18 of
+    the 21 false alerts of ramping keys on the benchmark's tuning seeds). Once the key is flat
+    again its newest days are alike, and the scale is 1."""
+    if not totals or len(totals) < 2 or totals[1] <= 0:
+        return Decimal(1)
+    step = (Decimal(totals[0]) / Decimal(totals[1])).quantize(Decimal("0.01"))
+    return min(max(step, Decimal(1)), Decimal(YOUNG_SPREAD))
 
 
 def baseline_from_days(days: Sequence[Volume | None], min_history_days: int) -> Baseline | None:
@@ -219,14 +238,18 @@ def _median(values: list[Decimal]) -> Decimal:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def robust_centre(history: Sequence[Volume], centre: str) -> Average:
+def robust_centre(history: Sequence[Volume], centre: str,
+                  scale: Decimal = Decimal(1)) -> Average:
     """The usual figures of the history windows: the median (or highest, or mean) request
     count, and tokens and cost as that count times the history's pooled figure per request (a
-    per-metric median of small windows would mix windows of different request counts)."""
+    per-metric median of small windows would mix windows of different request counts). The
+    highest is multiplied by `scale` (a ramping key's `recent_growth`)."""
     if not history:
         return Average()
     counts = [Decimal(volume.requests) for volume in history]
-    if centre == HIGHEST or (centre == UPPER and len(counts) < 4):
+    if centre == HIGHEST:
+        requests = max(counts) * scale
+    elif centre == UPPER and len(counts) < 4:
         requests = max(counts)
     elif centre == UPPER:
         requests = sorted(counts)[-2]

@@ -288,7 +288,7 @@ class SpikeWatch:
                 history: tuple[Volume, ...] = ()
             else:
                 history = tuple(windows[index] for windows in past)
-                centre = robust_centre(history, plan.centre)
+                centre = robust_centre(history, plan.centre, plan.growth)
             if grain == "day":
                 floor = config.min_requests_day
             elif flat is not None:
@@ -298,7 +298,7 @@ class SpikeWatch:
             base = WindowBaseline(
                 mode=config.baseline_mode, grain=grain, start=start, end=point,
                 day_kind=plan.day_kind, centre_name=plan.centre, history=history, centre=centre,
-                history_days=len(plan.days))
+                history_days=len(plan.days), growth=plan.growth)
             watch.bases.append(base)
             watch.floors.append(max(floor, 1))
             watch.bounds.append(watch.bound(base))
@@ -336,6 +336,6 @@ class SpikeWatch:
              config.spike_factor, base.history_days, version, base.mode, base.minutes,
              base.day_kind, base.centre_name,
              [value.quantize(_Q9) for value in base.history_values(figure.metric)],
-             finding.p_value)
+             finding.p_value, base.growth)
             for figure in finding.figures
         )

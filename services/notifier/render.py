@@ -127,9 +127,10 @@ def _spike(alert: AlertEvent) -> list[tuple[str, str]]:
         kind = {"weekday": "weekdays", "weekend": "weekend days"}.get(
             details.get("day_kind", ""), "days")
         history = [v for v in details.get("history", "").split(",") if v]
+        growth = f" x{details['growth']} for its growth" if details.get("growth") else ""
         figures.append(("Compared with", escape(
             f"{details.get('window', '')} UTC on the last {len(history)} {kind} "
-            f"({details.get('centre', 'median')})")))
+            f"({details.get('centre', 'median')}{growth})")))
         if history:
             values = ", ".join(_metric_value(alert, Decimal(v)) for v in history)
             figures.append(("History (newest first)", escape(values)))

@@ -144,6 +144,33 @@ def test_a_ramping_new_key_does_not_alert() -> None:
     assert spikes == [], [a.title for a in spikes]
 
 
+def test_the_monday_after_a_ramp_is_judged_against_the_key_s_growth_not_its_last_ramp_day(
+) -> None:
+    """A key ramping 10% -> 100% over its first 6 days (from a Monday), judged from the next
+    Monday: its highest weekday window is the Friday's, at ≈ 76% of its new level. A busy hour
+    at 1.65x the new level (2.2x the Friday's) is not a spike; a 3x surge that afternoon is, and its
+    alert says the highest window was scaled by the key's growth (Friday over Thursday: the
+    ramp runs through each day, so 0.775 / 0.625 of the new level)."""
+    usual = office(1200)
+    monday = MONDAY + timedelta(days=7)
+
+    def rate(at: datetime) -> float:
+        days = (at - MONDAY).total_seconds() / 86400
+        level = usual(at) * min(1.0, 0.1 + 0.9 * days / 6)
+        if monday + timedelta(hours=10) <= at < monday + timedelta(hours=11):
+            return level * 1.65
+        if monday + timedelta(hours=14) <= at < monday + timedelta(hours=17):
+            return level * 3
+        return level
+
+    spikes = [a for a in opened(run(events(rate, 8))) if a.details["grain"] == "hour"]
+    assert len(spikes) == 1, [a.title for a in spikes]
+    assert monday + timedelta(hours=14) < spikes[0].detected_at < monday + timedelta(hours=15)
+    assert spikes[0].details["centre"] == "highest"
+    assert spikes[0].details["growth"] == "1.24"
+    assert "x1.24 for its growth" in spikes[0].details["compared"]
+
+
 def test_a_daily_batch_job_stops_alerting_once_it_ran_on_most_of_the_past_week() -> None:
     batch_from = MONDAY + timedelta(days=8)
 

@@ -18,6 +18,7 @@ from pipelines.detect.spike import (
     history_plan,
     noise_reference,
     ramping,
+    recent_growth,
     robust_centre,
     scaled_floor,
     thresholds,
@@ -92,6 +93,25 @@ def test_an_older_key_ramps_when_its_two_newest_days_grew_not_after_one_surge_da
     assert not ramping([1250, 1400, *usual[2:]], young=False)  # under 30% on one of them
     assert ramping(None, young=True) and not ramping(None, young=False)
     assert not ramping([1000, 1900, 1100], young=True) and ramping([1000, 2100, 950], young=True)
+
+
+def test_a_ramping_key_s_highest_window_is_scaled_by_its_newest_day_s_growth() -> None:
+    # newest first: it grew 27% from Thursday to Friday; at most 2x; never below 1
+    assert recent_growth([700, 550, 400, 250, 100]) == Decimal("1.27")
+    assert recent_growth([900, 300, 100]) == Decimal(2)
+    assert recent_growth([500, 700, 300]) == Decimal(1)
+    assert recent_growth([500, 0]) == Decimal(1) and recent_growth(None) == Decimal(1)
+    history = [Volume(n, n * 100, Decimal(n) / 1000) for n in (10, 20, 30)]
+    scaled = robust_centre(history, HIGHEST, Decimal("1.5"))
+    assert scaled.requests == 45 and scaled.tokens == 4500 and scaled.cost_usd == Decimal("0.045")
+    assert robust_centre(history, MEDIAN, Decimal("1.5")).requests == 20  # the median is not
+    nine_days = MONDAY - timedelta(days=9)
+    growing = history_plan(MONDAY, nine_days, mode=SEASONAL, min_history_days=3,
+                           day_requests=lambda day: 100 * max(1, 10 - (MONDAY - day).days))
+    assert growing is not None and growing.centre == HIGHEST and growing.growth > 1
+    steady = history_plan(MONDAY, nine_days, mode=SEASONAL, min_history_days=3,
+                          day_requests=lambda day: 1000)
+    assert steady is not None and steady.growth == 1
 
 
 def test_the_noise_reference_counts_the_busiest_window_as_the_median() -> None:
