@@ -20,7 +20,7 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,19 +167,14 @@ async def measure(targets: list[Target], rates: dict[bool, list[int]], seconds: 
                 for target in rotated(targets, turn):
                     if target.name in gave_up:
                         continue
-                    cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
-                    part = await open_loop(target.url, target.headers, body, rate=rate,
-                                           max_requests=int(rate * seconds / rounds),
-                                           max_seconds=seconds / rounds)
-                    if target.pid:
-                        spent[target.name] = (spent.get(target.name, 0.0)
-                                              + cpu_seconds(target.pid) - cpu_before)
-                    pooled[target.name] = (pooled[target.name].merged(part)
-                                           if target.name in pooled else part)
+                    part = await pool_slice(target, pooled, spent, open_loop(
+                        target.url, target.headers, body, rate=rate,
+                        max_requests=int(rate * seconds / rounds), max_seconds=seconds / rounds))
+                    figures = part.as_dict()
                     run.setdefault("slices", {}).setdefault(target.name, []).append(
-                        {q: part.as_dict()["latency_ms"][q] for q in ("n", "p50", "p99")})
+                        {q: figures["latency_ms"][q] for q in ("n", "p50", "p99")})
                     settle = 0.5  # let stragglers and GC settle between slices
-                    if target.name != "direct" and not sustained(part.as_dict()):
+                    if target.name != "direct" and not sustained(figures):
                         # not driven again at this rate or above: its slices so far are its
                         # figures (a saturated proxy keeps working off its backlog for a while)
                         gave_up.add(target.name)
@@ -203,17 +198,24 @@ async def sequential(targets: list[Target], body: dict[str, Any], streaming: boo
     spent: dict[str, float] = {}
     for turn in range(rounds):
         for target in rotated(targets, turn):
-            cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
-            part = await closed_loop(target.url, target.headers, body, count // rounds)
-            if target.pid:
-                spent[target.name] = (spent.get(target.name, 0.0)
-                                      + cpu_seconds(target.pid) - cpu_before)
-            pooled[target.name] = pooled[target.name].merged(part) if target.name in pooled \
-                else part
+            await pool_slice(target, pooled, spent,
+                             closed_loop(target.url, target.headers, body, count // rounds))
     for target in targets:
         run["targets"][target.name] = with_cpu(pooled[target.name].as_dict(),
                                                spent.get(target.name))
     return with_added(run)
+
+
+async def pool_slice(target: Target, pooled: dict[str, LoadResult], spent: dict[str, float],
+                     load: Awaitable[LoadResult]) -> LoadResult:
+    """Run one slice of `target` (`load`), add it to the target's pooled result and the CPU its
+    process used during it to `spent`; returns the slice."""
+    cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
+    part = await load
+    if target.pid:
+        spent[target.name] = spent.get(target.name, 0.0) + cpu_seconds(target.pid) - cpu_before
+    pooled[target.name] = pooled[target.name].merged(part) if target.name in pooled else part
+    return part
 
 
 def with_cpu(result: dict[str, Any], spent: float | None) -> dict[str, Any]:

@@ -60,15 +60,18 @@ def _span(minutes: int, grain: str) -> str:
     return f"these {minutes} minutes"
 
 
+def _growth(compared: WindowBaseline) -> str:
+    """A ramping key's scale as written in its alert: '1.24', '2'."""
+    return f"{compared.growth.normalize():f}"
+
+
 def _usual(compared: WindowBaseline) -> str:
     """'on a weekday 02:00-03:00' and 'median of the last 7 weekdays' for a seasonal baseline."""
     days = len(compared.history)
     kind = {"weekday": "weekday", "weekend": "weekend day"}.get(compared.day_kind, "day")
-    if compared.centre_name == "highest" and compared.growth != 1:
-        centre = (f"highest of the last {days} {kind}s x{compared.growth.normalize():f} for its "
-                  "growth (a key still ramping up)")
-    elif compared.centre_name == "highest":
-        centre = f"highest of the last {days} {kind}s (a key still ramping up)"
+    if compared.centre_name == "highest":
+        scaled = f" x{_growth(compared)} for its growth" if compared.growth != 1 else ""
+        centre = f"highest of the last {days} {kind}s{scaled} (a key still ramping up)"
     else:
         centre = f"{compared.centre_name} of the last {days} {kind}s"
     return centre
@@ -102,7 +105,7 @@ def spike_alert(*, wrapped_key_id: str, key_scope: str, tags: KeyTags, grain: st
         "history": ",".join(str(v) for v in compared.history_values(head.metric)),
     }
     if compared.growth != 1:
-        details["growth"] = f"{compared.growth.normalize():f}"
+        details["growth"] = _growth(compared)
     if finding.p_value is not None:
         details["p_value"] = f"{finding.p_value:.2e}"
     for figure in finding.figures:
