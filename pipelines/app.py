@@ -41,6 +41,7 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         web_enabled=False,
         autodiscover=False,
         producer_acks=-1,
+        producer_max_batch_size=512 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=500,
         broker_commit_interval=1.0,

@@ -17,6 +17,7 @@ redelivery (and step 2 drops what was already published) instead of forgetting t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,6 +64,10 @@ BASELINE_COLUMNS = (
     "computed_at", "row_version",
 )  # fmt: skip
 _Q9 = Decimal("0.000000001")
+# Events counted between two turns of the event loop (~10 ms of CPU). A batch of runs takes up
+# to a few hundred ms to count; the ingest stage's transactions and inserts, and this stage's
+# own changelog acknowledgements, wait for turns of the same loop.
+ANALYSE_SLICE = 1000
 
 
 @dataclass
@@ -279,9 +284,14 @@ class AnalyticsStep:
         out = BatchOutput()
         try:
             # 1. count and detect, in the batch cache
+            since_turn = 0
             for (partition, key), runs in groups.items():
-                self.analyzer.analyze_events(
-                    partition, key, [event for run in runs for event in run.events], out)
+                events = [event for run in runs for event in run.events]
+                self.analyzer.analyze_events(partition, key, events, out)
+                since_turn += len(events)
+                if since_turn >= ANALYSE_SLICE:  # let the loop run (see ANALYSE_SLICE)
+                    since_turn = 0
+                    await asyncio.sleep(0)
             for found, run in first_unknown_prices(minutes, self._announced_unknown):
                 out.alerts.append(build.unknown_price_alert(
                     subject=found.subject, wrapped_key_id=run.wrapped_key_id,

@@ -93,11 +93,13 @@ class IngestProcessor:
     async def process(self, records: Sequence[RawRecord]) -> list[PricedRequest]:
         return await self.store(self.prepare(records))
 
-    def prepare(self, records: Sequence[RawRecord]) -> PreparedBatch:
-        """Decode and price (no I/O): what `store` writes. Separate so that a caller may
-        prepare the next batch while the previous one is being stored."""
+    def prepare(self, records: Sequence[RawRecord],
+                batch: PreparedBatch | None = None) -> PreparedBatch:
+        """Decode and price (no I/O): what `store` writes, added to `batch` when given.
+        Separate so that a caller may prepare the next batch while the previous one is being
+        stored."""
         self.stats.received += len(records)
-        batch = PreparedBatch()
+        batch = PreparedBatch() if batch is None else batch
         priced, source_of, dead = batch.priced, batch.source_of, batch.dead
         catalog = self.catalog
         for record in records:

@@ -11,6 +11,10 @@ partition's offsets, so runs and offsets are atomic. Order, each batch:
      `llm.usage.minutes.v1`, send the offsets to the transaction, commit.
 A crash between 2 and 3 redoes both (the rows collapse; the aborted runs are never read by the
 analytics stage, which reads read_committed, and their ids are counted once anyway).
+Two batches overlap: a batch's rows are stored while the transactions of the batch before it
+commit (issue 16: those round trips to the broker were a fifth of a batch's time). The
+transactions stay in fetch order: a batch commits only after the one before it committed, and
+commits nothing when that one failed (both are read again from the earlier one's start).
 Each source partition has its own transactional producer, `transactional_id =
 <group>.<topic>.<partition>`: whoever is assigned the partition next fences the previous
 owner's producer and aborts its open transaction as it starts.
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 # The runs producers' batch size: a whole batch's runs of one partition in one or two producer
 # batches (a run is ~100 B plus 16 B per event id; Kafka's default message.max.bytes is 1 MiB).
 RUNS_BATCH_BYTES = 512 * 1024
+# Records decoded and priced between two turns of the event loop (~10 ms of CPU).
+PREPARE_SLICE = 500
 
 
 @dataclass
@@ -68,6 +74,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.stage.acquire(set(assigned))
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to `_store_and_commit`: `stored` is set once its rows and runs are stored;
+    `done` ends once its transactions ended (after those of every batch before it), with the
+    offsets to read again (empty when everything up to this batch is committed)."""
+
+    starts: dict[TopicPartition, int]
+    stored: asyncio.Future[None]
+    done: asyncio.Future[dict[TopicPartition, int]] = field(init=False)
 
 
 @dataclass
@@ -92,8 +109,7 @@ class IngestStage:
     # first offset fetched per partition since its assignment: the lag of a partition that has
     # records but no commit yet is measured from there
     _first_fetched: dict[TopicPartition, int] = field(default_factory=dict)
-    _in_flight: asyncio.Future[dict[TopicPartition, int]] | None = None
-    _last_starts: dict[TopicPartition, int] = field(default_factory=dict)
+    _in_flight: _InFlight | None = None  # the newest batch being stored or committed
     _generation: int = 0  # rebalances so far
     _acquiring: asyncio.Lock = field(default_factory=asyncio.Lock)
     crashed: BaseException | None = None  # set by whoever runs the stage when run() raised
@@ -141,8 +157,8 @@ class IngestStage:
     async def release(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1  # a batch fetched before this rebalance is not stored
         in_flight = self._in_flight
-        if in_flight is not None:  # the batch being stored finishes (or fails) first
-            await asyncio.wait([in_flight])
+        if in_flight is not None:  # the batches in flight finish (or fail) first
+            await asyncio.wait([in_flight.done])
         for tp in revoked:
             self._stored.pop(tp, None)
             self._first_fetched.pop(tp, None)
@@ -152,8 +168,8 @@ class IngestStage:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Fetch, decode and price a batch while the previous one is stored and committed
-        (one in flight, stored and committed in fetch order)."""
+        """Fetch, decode and price a batch while the previous one is stored and the one before
+        that committed (stored and committed in fetch order)."""
         consumer = self._consumer = self._consumer_for()
         consumer.subscribe([self.source_topic], listener=_Rebalance(self))
         await consumer.start()
@@ -167,9 +183,9 @@ class IngestStage:
                     await asyncio.sleep(0.5)
             await self._settle_in_flight()
         finally:
-            if self._in_flight is not None:
-                self._in_flight.cancel()
-                await asyncio.wait([self._in_flight])
+            if self._in_flight is not None:  # (it cancels the batch before it)
+                self._in_flight.done.cancel()
+                await asyncio.wait([self._in_flight.done])
             await self._close()
 
     async def _round(self, consumer: AIOKafkaConsumer) -> None:
@@ -187,14 +203,14 @@ class IngestStage:
             touched &= consumer.assignment()
             positions = {tp: await consumer.position(tp) for tp in touched}
             records = [record for tp in sorted(batch) for record in batch[tp]]
-            prepared = self.processor.prepare(records) if records else None
+            prepared = await self._prepare(records) if records else None
         except BaseException:
             self.undecodable.put_back(stepped)
             if generation == self._generation:  # else: the new assignment starts from the
                 self._rewind(consumer, starts)  # committed offsets, which is right
             raise
-        # the batch before this one must be stored and committed first
-        failed = await self._settle_in_flight()
+        # the batch before this one must be stored first (its transactions may still run)
+        failed = await self._settle_in_flight(stored_only=True)
         if failed is not None or generation != self._generation:
             # a rebalance meanwhile: the new assignment starts from the committed offsets
             self.undecodable.put_back(stepped)
@@ -204,36 +220,72 @@ class IngestStage:
                 await asyncio.sleep(1.0)
             return
         if touched:
-            self._in_flight = asyncio.ensure_future(
-                self._store_and_commit(stepped, prepared, positions, starts))
+            loop = asyncio.get_running_loop()
+            flight = _InFlight(starts, loop.create_future())
+            flight.done = asyncio.ensure_future(self._store_and_commit(
+                flight, self._in_flight, stepped, prepared, positions))
+            self._in_flight = flight
 
-    async def _settle_in_flight(self) -> dict[TopicPartition, int] | None:
-        """Wait for the batch in flight; None when it was stored and committed, else the
-        offsets to read its failed partitions again from."""
-        in_flight = self._in_flight
-        if in_flight is None:
+    async def _prepare(self, records: list[Any]) -> PreparedBatch:
+        """Decode and price `records` a slice at a time, letting the loop run between slices:
+        the analytics stage's changelog acknowledgements and this stage's own transactions
+        wait for turns of the same loop."""
+        batch = PreparedBatch()
+        for start in range(0, len(records), PREPARE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            self.processor.prepare(records[start:start + PREPARE_SLICE], batch)
+        return batch
+
+    async def _settle_in_flight(self, stored_only: bool = False,
+                                ) -> dict[TopicPartition, int] | None:
+        """Wait for the batches in flight to be stored and committed (`stored_only`: for the
+        newest one's rows to be stored, unless it failed); None when that went well, else the
+        offsets to read the failed partitions again from."""
+        flight = self._in_flight
+        if flight is None:
             return None
-        # `_in_flight` stays set until the batch is done: a rebalance (`release`) waits for it
-        # before it stops the partitions' producers, which would leave its commit hanging.
-        try:
-            with kafka_errors("ingest batch"):
-                failed = await asyncio.shield(in_flight)
-        except (ClickHouseError, OSError) as error:  # KafkaUnavailable is an OSError
-            log.warning("ingest batch failed (%s: %s); reading it again",
-                        type(error).__name__, error)
-            return self._last_starts
-        finally:
-            if self._in_flight is in_flight and in_flight.done():
-                self._in_flight = None
+        # `_in_flight` stays set until the batches are done: a rebalance (`release`) waits for
+        # them before it stops the partitions' producers, which would leave a commit hanging.
+        done = flight.done
+        if stored_only:
+            await asyncio.wait([flight.stored, done], return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():
+                return None
+        failed = await asyncio.shield(done)
+        if self._in_flight is flight:
+            self._in_flight = None
         return failed or None
 
     async def _store_and_commit(
-        self, stepped: list[UndecodableBatch], prepared: PreparedBatch | None,
-        positions: dict[TopicPartition, int], starts: dict[TopicPartition, int],
+        self, flight: _InFlight, before: _InFlight | None, stepped: list[UndecodableBatch],
+        prepared: PreparedBatch | None, positions: dict[TopicPartition, int],
     ) -> dict[TopicPartition, int]:
-        """Steps 1-3 of the module docstring for one batch; returns the partitions whose
-        transaction failed, with the offset to read them again from (nothing committed)."""
-        self._last_starts = starts
+        """Steps 1-3 of the module docstring for one batch, its transactions after those of the
+        batch `before` it; returns the offsets to read again, or nothing.
+
+        Cancelled, it cancels the batch before it too (it waits for it unshielded)."""
+        try:
+            with kafka_errors("ingest batch"):
+                runs = await self._store(stepped, prepared)
+        except (ClickHouseError, OSError) as error:  # KafkaUnavailable is an OSError
+            _failed(error)
+            runs = None
+        else:
+            flight.stored.set_result(None)
+        earlier = await before.done if before is not None else {}
+        if runs is None or earlier:  # nothing of this batch is committed
+            return _earliest(earlier, flight.starts)
+        try:
+            with kafka_errors("ingest batch"):
+                return await self._commit_all(runs, positions, flight.starts)
+        except (ClickHouseError, OSError) as error:
+            _failed(error)
+            return dict(flight.starts)
+
+    async def _store(self, stepped: list[UndecodableBatch],
+                     prepared: PreparedBatch | None) -> list[Any]:
+        """Steps 1 and 2 of the module docstring: the batch's runs, once its rows are stored."""
         # 1. batches nobody can decode: dead-lettered before any offset passes them.
         if stepped:
             try:
@@ -248,7 +300,12 @@ class IngestStage:
             await self.processor.store(prepared)  # hands the stored events to _collect
         self.stats.batches += 1
         runs, self._runs = self._runs, []
-        # 3. one transaction per source partition: its runs and its offsets, atomically.
+        return runs
+
+    async def _commit_all(self, runs: list[Any], positions: dict[TopicPartition, int],
+                          starts: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Step 3 of the module docstring; returns the partitions whose transaction failed, with
+        the offset to read them again from."""
         by_partition: dict[int, list[Any]] = {}
         for run in runs:
             by_partition.setdefault(run.source_partition, []).append(run)
@@ -355,6 +412,10 @@ def _run_batches(producer: AIOKafkaProducer, runs: Sequence[Any]) -> list[Any]:
         raise ValueError(f"{len(left_out)} run(s) do not fit in one producer batch "
                          f"({RUNS_BATCH_BYTES} bytes)")
     return [batch for batch, _ in parts]
+
+
+def _failed(error: Exception) -> None:
+    log.warning("ingest batch failed (%s: %s); reading it again", type(error).__name__, error)
 
 
 def _earliest(*offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
