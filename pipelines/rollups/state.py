@@ -1,14 +1,15 @@
 """Per-key state documents and their store over the faust tables.
 
-Exactness under redelivery: the counters of one key-hour and the ids of the events counted in
-them live in ONE table value (`HourBucket`), written as one changelog record. After a SIGKILL
-either that record reached the changelog (then the recovered bucket already lists the redelivered
-event ids and counting them again is a no-op) or it did not (then the count was lost with it and
-counting again is right). The bucket is written only in the after-store step, so an id is never
-marked seen before its row is in ClickHouse. Everything else (`KeyRecord`: watermark, models seen,
-alert state) is idempotent to re-apply. Day, month and 7-day figures are sums of hour buckets;
-the seasonal spike baseline reads 5-minute-aligned windows of past days (`window_volume`), which
-stay exact after the per-minute detail is coarsened to 5-minute slots (`HourBucket.strip`).
+Exactness under redelivery: counters and the ids of the events counted in them live in ONE table
+value (`HourBucket`: a key-hour, or a part of a busy one, see PART_IDS), written as one changelog
+record. After a SIGKILL either that record reached the changelog (then the recovered bucket already
+lists the redelivered event ids and counting them again is a no-op) or it did not (then the count
+was lost with it and counting again is right). The bucket is written only in the after-store step,
+so an id is never marked seen before its row is in ClickHouse. Everything else (`KeyRecord`:
+watermark, models seen, alert state) is idempotent to re-apply. Day, month and 7-day figures are
+sums of hour buckets; the seasonal spike baseline reads 5-minute-aligned windows of past days
+(`window_volume`), which stay exact after the per-minute detail is coarsened to 5-minute slots
+(`HourBucket.strip`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ _CLOSED_DAY_SUMS_LIMIT = 5_000
 _DAY_SLOTS = 24 * 60 // SLOT_MINUTES
 _SLOT = timedelta(minutes=SLOT_MINUTES)
 _UNREAD: Any = object()  # not in a cache (whose values may be None)
+# A key-hour's counted events go into parts of at most PART_IDS ids, each part its own table
+# value holding the counters of exactly the events it counted, so a changelog record stays far
+# under Kafka's default 1 MB message limit however busy the key (an id takes ~21 bytes in a
+# record: one record per hour failed the worker at ~47,000 events in a key-hour, ~13 a second).
+# Part 0 is the hour's key, part n > 0 `<hour key>#<n>`; a part is created only once the one
+# before it is full, and the parts of a batch are written in order, so the parts in the tables
+# are always 0..n without a gap (a crash loses a suffix of a changelog partition, never a middle).
+PART_IDS = 20_000
 
 
 def hour_start(at: datetime) -> datetime:
@@ -150,6 +159,23 @@ class HourBucket:
         }, separators=(",", ":")).encode()
 
     @classmethod
+    def merged(cls, parts: Sequence[HourBucket]) -> HourBucket:
+        """One bucket with the counters and ids of `parts` (an hour's parts, see PART_IDS)."""
+        total = cls()
+        for part in parts:
+            total.requests += part.requests
+            total.tokens += part.tokens
+            total.cost_usd += part.cost_usd
+            total.unpriced += part.unpriced
+            for minute, (requests, tokens, cost) in part.minutes.items():
+                slot = total.minutes.setdefault(minute, [0, 0, ZERO])
+                slot[0] += requests
+                slot[1] += tokens
+                slot[2] += cost
+            total.seen |= part.seen
+        return total
+
+    @classmethod
     def decode(cls, raw: bytes) -> HourBucket:
         doc = json.loads(raw)
         ids = base64.b64decode(doc["ids"])
@@ -236,6 +262,10 @@ def _hour_key(partition: int, wrapped_key_id: str, hour: datetime) -> bytes:
     return f"{partition}|{wrapped_key_id}|{hour:%Y-%m-%dT%H}".encode()
 
 
+def _part_key(hour_key: bytes, part: int) -> bytes:
+    return hour_key if part == 0 else b"%s#%d" % (hour_key, part)
+
+
 def _record_key(partition: int, wrapped_key_id: str) -> bytes:
     return f"{partition}|{wrapped_key_id}".encode()
 
@@ -251,19 +281,20 @@ class KeyStateStore:
         self.tables = tables
         self.allowed_lateness = allowed_lateness
         self.retention = retention
+        # per hour key: the hour (all its parts merged; part 0 itself while it is the only one)
         self._hours: dict[bytes, HourBucket | None] = {}
+        self._parts: dict[bytes, list[HourBucket]] = {}  # per hour key: its parts, in order
         self._records: dict[bytes, KeyRecord] = {}
-        self._dirty_hours: set[bytes] = set()
+        self._dirty_hours: dict[bytes, int] = {}  # per hour key: the first part changed
         self._dirty_records: set[bytes] = set()
         self._closed_days: dict[tuple[int, str, datetime], Volume] = {}
         self._closed_hours: dict[tuple[int, str, datetime], tuple[tuple[Any, ...], ...]] = {}
         self._closed_windows: dict[tuple[int, str, datetime, datetime], Volume] = {}
         self._closed_day_sums: dict[tuple[int, str, datetime], _DaySums] = {}
         self.clock: datetime | None = None  # newest event time this process has counted
-        # the bucket `count` wrote last: (partition, key, hour, next hour, bucket key, bucket),
-        # reused while a key's events stay in that hour (no hour_start or key per event); it
-        # is the object in `_hours` until `reset` forgets both
-        self._counting: tuple[int, str, datetime, datetime, bytes, HourBucket] | None = None
+        # the hour `count` wrote last: (partition, key, hour, next hour, bucket key), reused
+        # while a key's events stay in that hour (no hour_start or key per event)
+        self._counting: tuple[int, str, datetime, datetime, bytes] | None = None
 
     # -- reading -------------------------------------------------------------------------
     def record(self, partition: int, wrapped_key_id: str) -> KeyRecord:
@@ -276,9 +307,16 @@ class KeyStateStore:
     def bucket(self, partition: int, wrapped_key_id: str, hour: datetime) -> HourBucket | None:
         key = _hour_key(partition, wrapped_key_id, hour)
         if key not in self._hours:
-            raw = self.tables.hours.get(key)
-            self._hours[key] = HourBucket.decode(raw) if raw else None
+            self._load(key)
         return self._hours[key]
+
+    def _load(self, key: bytes) -> None:
+        parts: list[HourBucket] = []
+        while raw := self.tables.hours.get(_part_key(key, len(parts))):
+            parts.append(HourBucket.decode(raw))
+        self._parts[key] = parts
+        self._hours[key] = (None if not parts else parts[0] if len(parts) == 1
+                            else HourBucket.merged(parts))
 
     def volume(self, partition: int, wrapped_key_id: str, start: datetime, end: datetime) -> Volume:
         """The counted volume of the whole hours in [start, end)."""
@@ -484,18 +522,39 @@ class KeyStateStore:
         counting = self._counting
         if (counting is not None and counting[2] <= at < counting[3]
                 and counting[1] == wrapped_key_id and counting[0] == partition):
-            hour, key, found = counting[2], counting[4], counting[5]
+            hour, key = counting[2], counting[4]
+            found = self._hours[key]
+            assert found is not None
         else:
             hour = hour_start(at)
             key = _hour_key(partition, wrapped_key_id, hour)
             found = self.bucket(partition, wrapped_key_id, hour)
             if found is None:
                 found = self._hours[key] = HourBucket()
-            self._counting = (partition, wrapped_key_id, hour, hour + HOUR, key, found)
-        if not found.add(event_id, at.minute, tokens, cost):
-            return False
+                self._parts[key] = [found]
+            self._counting = (partition, wrapped_key_id, hour, hour + HOUR, key)
+        parts = self._parts[key]
+        last = parts[-1]
+        if last is found:  # one part: the hour is that part
+            if len(found.seen) >= PART_IDS:
+                raw = event_id if type(event_id) is bytes else event_id.bytes  # type: ignore[union-attr]
+                if raw in found.seen:
+                    return False
+                found = self._hours[key] = HourBucket.merged(parts)
+                last = HourBucket()
+                parts.append(last)
+                last.add(event_id, at.minute, tokens, cost)
+            if not found.add(event_id, at.minute, tokens, cost):
+                return False
+        else:  # parts: the merged hour says whether the event was counted; the last part counts it
+            if not found.add(event_id, at.minute, tokens, cost):
+                return False
+            if len(last.seen) >= PART_IDS:
+                last = HourBucket()
+                parts.append(last)
+            last.add(event_id, at.minute, tokens, cost)
         if key not in self._dirty_hours:  # the first count in this hour in this batch
-            self._dirty_hours.add(key)
+            self._dirty_hours[key] = len(parts) - 1
             day = hour.replace(hour=0)
             self._closed_days.pop((partition, wrapped_key_id, day), None)
             self._closed_day_sums.pop((partition, wrapped_key_id, day), None)
@@ -509,9 +568,9 @@ class KeyStateStore:
     def flush(self) -> None:
         """Write dirty buckets, then dirty key records, to the tables (and so the changelogs)."""
         for key in sorted(self._dirty_hours):
-            bucket = self._hours[key]
-            assert bucket is not None
-            self.tables.hours[key] = bucket.encode()
+            parts = self._parts[key]
+            for index in range(self._dirty_hours[key], len(parts)):  # in order (see PART_IDS)
+                self.tables.hours[_part_key(key, index)] = parts[index].encode()
         for key in sorted(self._dirty_records):
             self.tables.keys[key] = self._records[key].encode()
         self.reset()
@@ -525,6 +584,7 @@ class KeyStateStore:
             self._closed_windows.clear()
             self._closed_day_sums.clear()
         self._hours.clear()
+        self._parts.clear()
         self._counting = None
         self._records.clear()
         self._dirty_hours.clear()

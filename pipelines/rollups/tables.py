@@ -22,7 +22,8 @@ from typing import Any
 import faust
 from faust.types import FutureMessage
 
-HOURS_TABLE = "key-hours"  # <p>|<key>|<YYYY-MM-DDTHH> -> HourBucket (counters + seen event ids)
+# <p>|<key>|<YYYY-MM-DDTHH>[#<part>] -> HourBucket (counters + seen event ids; state.PART_IDS)
+HOURS_TABLE = "key-hours"
 KEYS_TABLE = "key-state"  # <p>|<key> -> KeyRecord (watermark, models, alert state)
 
 
