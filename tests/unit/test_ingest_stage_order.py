@@ -21,14 +21,17 @@ TP1 = TopicPartition("llm.requests.v1", 1)
 
 
 class Processor:
-    """Stores a batch at once; hands no runs on."""
+    """Stores a batch at once (or, `refusing`, fails as a warehouse outage); hands no runs on."""
 
     def __init__(self) -> None:
         self.after_store: list[Any] = []
         self.stored: list[str] = []
+        self.refusing = False
 
     async def store(self, batch: Any) -> list[Any]:
         await asyncio.sleep(0)
+        if self.refusing:
+            raise OSError("warehouse unreachable")
         self.stored.append(batch.name)
         return []
 
@@ -106,7 +109,7 @@ async def test_a_batch_is_stored_while_the_one_before_commits_and_commits_after_
     assert transactions.begun[1:] == [(TP0, 20), (TP1, 5)]
     transactions.end(TP0, 20)
     transactions.end(TP1, 5)
-    assert await _settled(stage, ) is None
+    assert await _settled(stage) is None
     assert transactions.committed == [(TP0, 10), (TP0, 20), (TP1, 5)]
     assert stage._in_flight is None
 
@@ -120,7 +123,7 @@ async def test_when_a_batch_fails_to_commit_the_one_after_it_commits_nothing() -
 
     transactions.end(TP0, 10, ok=False)  # the first batch's partition 0 is read again
     transactions.end(TP1, 4)  # its partition 1 committed
-    failed = await _settled(stage, )
+    failed = await _settled(stage)
     assert failed == {TP0: 0}  # from the first batch's start, which covers the second's
     assert (TP0, 20) not in transactions.begun
     assert transactions.committed == [(TP1, 4)]
@@ -130,11 +133,7 @@ async def test_a_batch_whose_rows_fail_waits_for_the_one_before_and_is_read_agai
     stage, processor, transactions = _stage()
     first = _launch(stage, "first", {TP0: 0}, {TP0: 10})
     await asyncio.wait_for(first.stored, 5)
-
-    async def refused(_batch: Any) -> list[Any]:
-        raise OSError("warehouse unreachable")
-
-    processor.store = refused  # type: ignore[method-assign]
+    processor.refusing = True
     second = _launch(stage, "second", {TP0: 10}, {TP0: 20})
     settled = asyncio.ensure_future(_settled(stage, stored_only=True))
     await asyncio.sleep(0.01)
@@ -150,11 +149,7 @@ async def test_a_failed_batch_before_a_failed_store_is_read_again_from_its_own_s
     stage, processor, transactions = _stage()
     first = _launch(stage, "first", {TP1: 3}, {TP1: 9})
     await asyncio.wait_for(first.stored, 5)
-
-    async def refused(_batch: Any) -> list[Any]:
-        raise OSError("warehouse unreachable")
-
-    processor.store = refused  # type: ignore[method-assign]
+    processor.refusing = True
     _launch(stage, "second", {TP0: 10}, {TP0: 20})
     transactions.end(TP1, 9, ok=False)
     assert await _settled(stage, stored_only=True) == {TP0: 10, TP1: 3}
