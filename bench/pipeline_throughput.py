@@ -10,6 +10,8 @@ Not a test. Starts a private Kafka broker and embedded warehouse (or uses --boot
 Prints events/s of both and their ratio, and writes JSON to bench-results/.
 
     .venv/bin/python bench/pipeline_throughput.py --events 20000
+    .venv/bin/python bench/pipeline_throughput.py --events 150000 --span-days 0.0416 --keys 1
+    (the last: one busy key, 150,000 events in one hour)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from bench.stack import new_database  # noqa: E402
 from keywarden.clickhouse import get_client  # noqa: E402
 from keywarden.kafka import ensure_topics, make_consumer  # noqa: E402
 from keywarden.settings import load_settings  # noqa: E402
-from keywarden.synthetic import produce, synthetic_traffic  # noqa: E402
+from keywarden.synthetic import DEFAULT_KEYS, produce, synthetic_traffic  # noqa: E402
 from pipelines.sinks.clickhouse import REQUEST_COLUMNS, now_version  # noqa: E402
 from schemas import topics  # noqa: E402
 
@@ -261,6 +263,9 @@ def main() -> int:
     parser.add_argument("--span-days", type=float, default=0.0,
                         help="spread the events evenly over this many days of event time ending "
                              "now (a history replay); default one second apart")
+    parser.add_argument("--keys", type=int, default=None,
+                        help="only the first N of the synthetic keys (1: one busy key, whose "
+                             "hours outgrow one changelog record; default all)")
     parser.add_argument("--bootstrap", help="use this Kafka instead of a private broker")
     parser.add_argument("--clickhouse-url", help="use this ClickHouse instead of a private one")
     parser.add_argument("--faust-floor", action="store_true",
@@ -297,7 +302,8 @@ def main() -> int:
             asyncio.run(ensure_topics(settings))
             spacing = (timedelta(days=args.span_days) / args.events if args.span_days
                        else timedelta(seconds=1))
-            events = synthetic_traffic(args.events, seed=42, spacing=spacing)
+            events = synthetic_traffic(args.events, seed=42, spacing=spacing,
+                                       keys=DEFAULT_KEYS[:args.keys])
             print(f"producing {len(events)} events …", flush=True)
             asyncio.run(produce(events, settings))
             pipeline_url = new_database(base_url, "bench_pipeline")
@@ -326,7 +332,8 @@ def main() -> int:
     ratio = pipeline["events_per_s"] / baseline["events_per_s"]
     result = {
         "benchmark": "pipeline_throughput", "at": datetime.now(UTC).isoformat(),
-        "events": len(events), "batch_rows": BATCH, "pipeline": pipeline, "baseline": baseline,
+        "events": len(events), "keys": len({e.wrapped_key_id for e in events}),
+        "batch_rows": BATCH, "pipeline": pipeline, "baseline": baseline,
         "ratio_pipeline_to_baseline": ratio, "faust_floor": floor,
         "baseline_gc": "default" if args.baseline_default_gc else "tuned as the worker's",
         "load_average": os.getloadavg(),
