@@ -106,6 +106,9 @@ class HourBucket:
             slot[2] += cost
         return True
 
+    def counted(self, event_id: uuid.UUID | bytes) -> bool:
+        return (event_id if type(event_id) is bytes else event_id.bytes) in self.seen  # type: ignore[union-attr]
+
     @property
     def volume(self) -> Volume:
         return Volume(self.requests, self.tokens, self.cost_usd)
@@ -534,24 +537,15 @@ class KeyStateStore:
                 self._parts[key] = [found]
             self._counting = (partition, wrapped_key_id, hour, hour + HOUR, key)
         parts = self._parts[key]
-        last = parts[-1]
-        if last is found:  # one part: the hour is that part
-            if len(found.seen) >= PART_IDS:
-                raw = event_id if type(event_id) is bytes else event_id.bytes  # type: ignore[union-attr]
-                if raw in found.seen:
-                    return False
+        last = parts[-1]  # where a new event's id goes; `found` itself while it is the only part
+        if len(last.seen) >= PART_IDS and not found.counted(event_id):  # full: a new part
+            if last is found:  # the hour gets its own object, the parts merged
                 found = self._hours[key] = HourBucket.merged(parts)
-                last = HourBucket()
-                parts.append(last)
-                last.add(event_id, at.minute, tokens, cost)
-            if not found.add(event_id, at.minute, tokens, cost):
-                return False
-        else:  # parts: the merged hour says whether the event was counted; the last part counts it
-            if not found.add(event_id, at.minute, tokens, cost):
-                return False
-            if len(last.seen) >= PART_IDS:
-                last = HourBucket()
-                parts.append(last)
+            last = HourBucket()
+            parts.append(last)
+        if not found.add(event_id, at.minute, tokens, cost):
+            return False
+        if last is not found:
             last.add(event_id, at.minute, tokens, cost)
         if key not in self._dirty_hours:  # the first count in this hour in this batch
             self._dirty_hours[key] = len(parts) - 1

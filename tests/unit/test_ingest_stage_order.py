@@ -77,6 +77,12 @@ def _launch(stage: IngestStage, name: str, starts: dict[TopicPartition, int],
     return flight
 
 
+async def _stored(stage: IngestStage, name: str, starts: dict[TopicPartition, int],
+                  positions: dict[TopicPartition, int]) -> None:
+    """Launch a batch and wait until its rows are stored (its transactions may still be open)."""
+    await asyncio.wait_for(_launch(stage, name, starts, positions).stored, 5)
+
+
 async def _settled(stage: IngestStage, stored_only: bool = False) -> Any:
     """`_settle_in_flight`, failing instead of hanging when a batch waits for what never comes."""
     return await asyncio.wait_for(stage._settle_in_flight(stored_only=stored_only), 5)
@@ -92,13 +98,11 @@ async def _until(condition: Any) -> None:
 
 async def test_a_batch_is_stored_while_the_one_before_commits_and_commits_after_it() -> None:
     stage, processor, transactions = _stage()
-    first = _launch(stage, "first", {TP0: 0}, {TP0: 10})
-    await asyncio.wait_for(first.stored, 5)
+    await _stored(stage, "first", {TP0: 0}, {TP0: 10})
     await _until(lambda: transactions.begun == [(TP0, 10)])
 
-    second = _launch(stage, "second", {TP0: 10, TP1: 0}, {TP0: 20, TP1: 5})
     # stored while the first batch's transaction is still open
-    await asyncio.wait_for(second.stored, 5)
+    await _stored(stage, "second", {TP0: 10, TP1: 0}, {TP0: 20, TP1: 5})
     assert processor.stored == ["first", "second"]
     assert await _settled(stage, stored_only=True) is None
     await asyncio.sleep(0.01)
@@ -116,10 +120,8 @@ async def test_a_batch_is_stored_while_the_one_before_commits_and_commits_after_
 
 async def test_when_a_batch_fails_to_commit_the_one_after_it_commits_nothing() -> None:
     stage, processor, transactions = _stage()
-    first = _launch(stage, "first", {TP0: 0, TP1: 0}, {TP0: 10, TP1: 4})
-    await asyncio.wait_for(first.stored, 5)
-    second = _launch(stage, "second", {TP0: 10}, {TP0: 20})
-    await asyncio.wait_for(second.stored, 5)
+    await _stored(stage, "first", {TP0: 0, TP1: 0}, {TP0: 10, TP1: 4})
+    await _stored(stage, "second", {TP0: 10}, {TP0: 20})
 
     transactions.end(TP0, 10, ok=False)  # the first batch's partition 0 is read again
     transactions.end(TP1, 4)  # its partition 1 committed
@@ -131,8 +133,7 @@ async def test_when_a_batch_fails_to_commit_the_one_after_it_commits_nothing() -
 
 async def test_a_batch_whose_rows_fail_waits_for_the_one_before_and_is_read_again() -> None:
     stage, processor, transactions = _stage()
-    first = _launch(stage, "first", {TP0: 0}, {TP0: 10})
-    await asyncio.wait_for(first.stored, 5)
+    await _stored(stage, "first", {TP0: 0}, {TP0: 10})
     processor.refusing = True
     second = _launch(stage, "second", {TP0: 10}, {TP0: 20})
     settled = asyncio.ensure_future(_settled(stage, stored_only=True))
@@ -147,8 +148,7 @@ async def test_a_batch_whose_rows_fail_waits_for_the_one_before_and_is_read_agai
 
 async def test_a_failed_batch_before_a_failed_store_is_read_again_from_its_own_start() -> None:
     stage, processor, transactions = _stage()
-    first = _launch(stage, "first", {TP1: 3}, {TP1: 9})
-    await asyncio.wait_for(first.stored, 5)
+    await _stored(stage, "first", {TP1: 3}, {TP1: 9})
     processor.refusing = True
     _launch(stage, "second", {TP0: 10}, {TP0: 20})
     transactions.end(TP1, 9, ok=False)
