@@ -124,6 +124,7 @@ def build_pipeline(
         settings.sink_max_batch_seconds, committed,
         offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
         undecodable, ledger=ledger,
+        read_ahead=offsets.ReadAhead(settings, max_records=settings.sink_max_batch_rows),
     )
 
     @app.task

@@ -28,7 +28,7 @@ from keywarden.kafka import kafka_errors
 from pipelines.ingest import offsets
 from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
-from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger, StalledTails
+from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger, ReadAhead, StalledTails
 from pipelines.pricing import PricedRequest, price
 from pipelines.sinks.clickhouse import (
     DEAD_LETTER_COLUMNS,
@@ -219,13 +219,19 @@ def register_ledgered_agent(
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
     ledger: OffsetLedger | None = None, catch_up_every: float = 2.0,
-    catch_up_after: float = 10.0,
+    catch_up_after: float = 10.0, read_ahead: ReadAhead | None = None,
+    read_ahead_seconds: float = 5.0,
 ) -> faust.types.AgentT:
     """Attach an agent over `source` to `app` that hands batches to `processor` in log order
     and commits only what it processed (the offset ledger). Batches the fetchers could not
     decode (reported to `undecodable`) are dead-lettered before the ledger moves past them, by
     the agent or a timer. An assigned partition whose ledger stands below the partition's end
-    for `catch_up_after` seconds (faust delivers none of it) is read directly."""
+    for `catch_up_after` seconds (faust delivers none of it) is read directly.
+
+    With `read_ahead`, each batch faust delivers is followed, inside the agent, by reading the
+    assigned partitions on from the ledger in `getmany` batches: faust hands records over one at
+    a time, each waiting for turns of an event loop other stages keep busy, and falls behind
+    them; what it delivers later is then below the ledger and dropped."""
 
     ledger = ledger or OffsetLedger(source.get_topic_name())
     batch_lock = asyncio.Lock()  # one batch, gap, catch-up or settlement at a time
@@ -327,6 +333,8 @@ def register_ledgered_agent(
     @app.on_before_shutdown.connect
     async def stop_gap_reader(app: faust.App, **_kw: Any) -> None:
         await gap_reader.stop()
+        if read_ahead is not None:
+            await read_ahead.stop()
 
     async def begin(tps: set[Any]) -> None:
         consumer = app.consumer
@@ -389,5 +397,40 @@ def register_ledgered_agent(
                 ledger.stored_through(tp, max(fresh_offsets) + 1)
         for tp, gap in gaps.items():
             await read_gap(tp, gap)
+        await read_on()
+
+    async def read_on() -> None:
+        """Read the assigned partitions on from the ledger, in batches (`ReadAhead`), until
+        they are read to their end, a rebalance begins, or `read_ahead_seconds` passed (faust's
+        batch, not acknowledged until this returns, holds its commits and revocations back)."""
+        if read_ahead is None:
+            return
+        deadline = time.monotonic() + read_ahead_seconds
+        while settled() and time.monotonic() < deadline:
+            assigned = {tp for tp in app.consumer.assignment() if tp.topic == ledger.topic}
+            if not assigned:
+                return
+            try:
+                with kafka_errors("reading ahead"):
+                    new = {tp for tp in assigned if not ledger.knows(tp)}
+                    if new:  # assigned, but faust delivered none of it yet
+                        await begin(new)
+                    positions = {tp: position for tp in assigned
+                                 if (position := ledger.committable(tp)) is not None}
+                    if not positions:  # (reassigned meanwhile)
+                        return
+                    records, after = await read_ahead.read(positions)
+            except OSError as exc:  # KafkaUnavailable: faust's own delivery goes on
+                log.warning("reading ahead stopped: %s", exc)
+                return
+            if records:
+                await processor.process([raw(record) for record in records])
+            await settle_undecodable()  # a batch it stepped over, before the ledger passes it
+            for tp, end in after.items():
+                if end > positions[tp] and ledger.knows(tp):  # (else: reassigned meanwhile)
+                    ledger.stored_through(tp, end)
+                    offsets.offer_commit(app.consumer, tp)
+            if not records:
+                return
 
     return ingest
