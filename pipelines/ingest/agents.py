@@ -220,7 +220,6 @@ def register_ledgered_agent(
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
     ledger: OffsetLedger | None = None, catch_up_every: float = 2.0,
     catch_up_after: float = 10.0, read_ahead: ReadAhead | None = None,
-    read_ahead_seconds: float = 5.0,
 ) -> faust.types.AgentT:
     """Attach an agent over `source` to `app` that hands batches to `processor` in log order
     and commits only what it processed (the offset ledger). Batches the fetchers could not
@@ -228,10 +227,11 @@ def register_ledgered_agent(
     the agent or a timer. An assigned partition whose ledger stands below the partition's end
     for `catch_up_after` seconds (faust delivers none of it) is read directly.
 
-    With `read_ahead`, each batch faust delivers is followed, inside the agent, by reading the
-    assigned partitions on from the ledger in `getmany` batches: faust hands records over one at
-    a time, each waiting for turns of an event loop other stages keep busy, and falls behind
-    them; what it delivers later is then below the ledger and dropped."""
+    With `read_ahead`, a task reads the assigned partitions on from the ledger in `getmany`
+    batches and faust's own delivery of them is paused: faust hands records over one at a time,
+    each waiting for turns of an event loop other stages keep busy, and fell behind them. faust
+    still assigns the partitions (and so the tables' partitions), recovers the tables and commits
+    the ledger's offsets."""
 
     ledger = ledger or OffsetLedger(source.get_topic_name())
     batch_lock = asyncio.Lock()  # one batch, gap, catch-up or settlement at a time
@@ -397,40 +397,85 @@ def register_ledgered_agent(
                 ledger.stored_through(tp, max(fresh_offsets) + 1)
         for tp, gap in gaps.items():
             await read_gap(tp, gap)
-        await read_on()
 
-    async def read_on() -> None:
-        """Read the assigned partitions on from the ledger, in batches (`ReadAhead`), until
-        they are read to their end, a rebalance begins, or `read_ahead_seconds` passed (faust's
-        batch, not acknowledged until this returns, holds its commits and revocations back)."""
-        if read_ahead is None:
-            return
-        deadline = time.monotonic() + read_ahead_seconds
-        while settled() and time.monotonic() < deadline:
-            assigned = {tp for tp in app.consumer.assignment() if tp.topic == ledger.topic}
-            if not assigned:
-                return
+    if read_ahead is not None:
+        @app.task
+        async def read_ahead_loop() -> None:
+            # mode swallows a RuntimeError (every aiokafka error is one) raised by an app task:
+            # the loop would be gone with the worker looking alive. The watchdog stops it instead.
             try:
-                with kafka_errors("reading ahead"):
-                    new = {tp for tp in assigned if not ledger.knows(tp)}
-                    if new:  # assigned, but faust delivered none of it yet
-                        await begin(new)
-                    positions = {tp: position for tp in assigned
-                                 if (position := ledger.committable(tp)) is not None}
-                    if not positions:  # (reassigned meanwhile)
-                        return
-                    records, after = await read_ahead.read(positions)
-            except OSError as exc:  # KafkaUnavailable: faust's own delivery goes on
-                log.warning("reading ahead stopped: %s", exc)
+                while not app.should_stop:
+                    await read_ahead_once()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:
+                read_ahead.crashed = error
+                log.critical("reading ahead stopped: %s: %s", type(error).__name__, error,
+                             exc_info=error)
+                raise
+
+        @app.on_partitions_revoked.connect
+        async def finish_batch_before_revoking(app: faust.App, *_args: Any, **_kw: Any) -> None:
+            # A batch read ahead is no faust event: faust's wait for its streams to go empty
+            # does not wait for it. Its state must be in the changelogs before the partitions
+            # go to another worker, which recovers them from there.
+            timeout = app.conf.broker_session_timeout / 2
+            try:
+                await asyncio.wait_for(batch_lock.acquire(), timeout)
+            except TimeoutError:
+                log.warning("a batch was still being processed %.0f s into a rebalance",
+                            timeout)
                 return
-            if records:
-                await processor.process([raw(record) for record in records])
-            await settle_undecodable()  # a batch it stepped over, before the ledger passes it
-            for tp, end in after.items():
-                if end > positions[tp] and ledger.knows(tp):  # (else: reassigned meanwhile)
-                    ledger.stored_through(tp, end)
-                    offsets.offer_commit(app.consumer, tp)
-            if not records:
-                return
+            batch_lock.release()
+
+    read_failed = False  # the last read failed (one warning per outage)
+
+    async def read_ahead_once() -> None:
+        """Read the assigned partitions on from the ledger (one `ReadAhead` batch, waiting up
+        to `batch_seconds` for one), then process it under the batch lock, unless the ledger
+        moved meanwhile (a faust batch, a gap, a rebalance: then read again from there).
+        Stops faust's own delivery of the partitions: it would only bring records again."""
+        nonlocal read_failed
+        assert read_ahead is not None
+        if not settled():
+            await asyncio.sleep(batch_seconds)
+            return
+        assigned = {tp for tp in app.consumer.assignment() if tp.topic == ledger.topic}
+        try:
+            with kafka_errors("reading ahead"):
+                if any(not ledger.knows(tp) for tp in assigned):
+                    async with batch_lock:  # assigned, but nothing of it read yet
+                        new = {tp for tp in assigned if not ledger.knows(tp)}
+                        if new and settled():
+                            await begin(new)
+                positions = {tp: position for tp in assigned
+                             if (position := ledger.committable(tp)) is not None}
+                if not positions:
+                    await asyncio.sleep(batch_seconds)
+                    return
+                records, after = await read_ahead.read(positions)
+            async with batch_lock:
+                if not settled() or any(ledger.committable(tp) != position
+                                        for tp, position in positions.items()):
+                    read_ahead.forget()
+                    return
+                paused = app.consumer._paused_partitions  # noqa: SLF001
+                app.consumer.pause_partitions([tp for tp in positions if tp not in paused])
+                with kafka_errors("analysing runs read ahead"):
+                    if records:
+                        await processor.process([raw(record) for record in records])
+                    await settle_undecodable()  # one it stepped over, before the ledger passes
+                for tp, end in after.items():
+                    if end > positions[tp] and ledger.knows(tp):  # (else: reassigned meanwhile)
+                        ledger.stored_through(tp, end)
+                        offsets.offer_commit(app.consumer, tp)
+        except OSError as exc:  # KafkaUnavailable is an OSError: read again from the ledger
+            if not read_failed:
+                log.warning("reading ahead failed (%s); trying every second", exc)
+            read_failed = True
+            read_ahead.forget()
+            await asyncio.sleep(1.0)
+            return
+        read_failed = False
 
     return ingest

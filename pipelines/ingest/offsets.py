@@ -220,13 +220,18 @@ class ReadAhead:
     turns of the event loop that the ingest stage shares (a turn lasts up to tens of ms while it
     decodes and prices), this reads in `getmany` batches: the analytics stage keeps pace with the
     ingest stage instead of falling behind it and catching up at the end (docs/benchmarks.md,
-    issue 16). faust still delivers the same records; the ledger drops them as already stored."""
+    issue 16)."""
 
     settings: Settings
     max_records: int = 5000
-    wait_ms: int = 50
+    wait_ms: int = 500
+    crashed: BaseException | None = None  # set by whoever runs the reads when they raised
     _consumer: AIOKafkaConsumer | None = None
     _at: dict[Any, int] = field(default_factory=dict)  # where the consumer stands, by partition
+
+    def forget(self) -> None:
+        """The next read seeks to the positions it is given (they moved elsewhere)."""
+        self._at.clear()
 
     async def read(self, positions: dict[Any, int]) -> tuple[list[Any], dict[Any, int]]:
         """The records from `positions` on (each partition's in log order), and each partition's
@@ -254,7 +259,7 @@ class ReadAhead:
                 timeout = 0  # then only what has arrived already
             after = {tp: await consumer.position(partition) for tp, partition in wanted.items()}
         except BaseException:
-            self._at.clear()  # seek again next time
+            self.forget()
             raise
         self._at = dict(after)
         return records, after

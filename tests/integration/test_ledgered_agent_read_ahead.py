@@ -1,12 +1,12 @@
 """The ledgered faust agent's read-ahead (pipelines/ingest/agents.py, `ReadAhead` in
 pipelines/ingest/offsets.py) against the session broker.
 
-After each batch faust delivers, the agent reads its assigned partitions on from the ledger in
-batches of its own. Here faust delivers nothing of partition 1 (paused, and the catch-up wait is
-longer than the test): its records are processed anyway, soon, in log order, once each, past the
-transaction markers between them, and committed for the group. Partition 0, which faust delivers
-too, is processed once per record: what faust hands over after the read-ahead got there is
-below the ledger. Without the read-ahead partition 1 is not processed at all."""
+A task reads the agent's assigned partitions on from the ledger in batches of its own, and
+pauses faust's delivery of them. Here faust delivers nothing of partition 1 from the start
+(paused by the test, and the catch-up wait is longer than the test): its records are processed
+anyway, soon, in log order, once each, past the transaction markers between them, and committed
+for the group. Partition 0's records, which faust may still deliver before the read-ahead pauses
+it, are processed once each. Without the read-ahead partition 1 is not processed at all."""
 
 from __future__ import annotations
 
