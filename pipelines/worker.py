@@ -82,8 +82,9 @@ def build_pipeline(
 
     Two stages in one process (docs/benchmarks.md, README "Pipeline"): the ingest stage
     (aiokafka, no faust per event) stores rows and writes per-key-minute runs in one Kafka
-    transaction per source partition and batch; the faust agent keeps the per-key state and
-    runs the rules over those runs, read read_committed."""
+    transaction per source partition and batch; the analytics stage keeps the per-key state (faust
+    tables) and runs the rules over those runs, read read_committed in batches by the ledgered
+    faust agent's read-ahead (pipelines/ingest/agents.py)."""
     read_committed()
     app = create_app(settings, app_id)
     topics = declare_topics(app)
