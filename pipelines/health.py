@@ -50,8 +50,9 @@ class WorkerHealth:
     `lag()` gives, per assigned source partition, the records not stored yet (None: unknown);
     `progress()` any number that grows whenever records are stored or dead-lettered;
     `stuck_step()` the batch step running longest and for how long (pipelines/watchdog.py);
-    `stopped_loops()` the worker's own consuming loops outside faust (the ingest stage) that
-    have died: name -> reason. Nobody restarts them, so one is dead as soon as it stops."""
+    `stopped_loops()` the worker's own consuming loops outside faust (the ingest stage, the
+    analytics read-ahead) that have died: name -> reason. Nobody restarts them, so one is dead
+    as soon as it stops."""
 
     app: Any
     lag: Callable[[], Mapping[Any, int | None]]

@@ -72,6 +72,7 @@ class Pipeline:
     runs: RunsProcessor
     undecodable: batches.UndecodableBatches
     ledger: offsets.OffsetLedger
+    read_ahead: offsets.ReadAhead
 
 
 def build_pipeline(
@@ -81,8 +82,9 @@ def build_pipeline(
 
     Two stages in one process (docs/benchmarks.md, README "Pipeline"): the ingest stage
     (aiokafka, no faust per event) stores rows and writes per-key-minute runs in one Kafka
-    transaction per source partition and batch; the faust agent keeps the per-key state and
-    runs the rules over those runs, read read_committed."""
+    transaction per source partition and batch; the analytics stage keeps the per-key state (faust
+    tables) and runs the rules over those runs, read read_committed in batches by the ledgered
+    faust agent's read-ahead (pipelines/ingest/agents.py)."""
     read_committed()
     app = create_app(settings, app_id)
     topics = declare_topics(app)
@@ -115,6 +117,8 @@ def build_pipeline(
     analytics = add_analytics(app, topics, settings, processor, client)
     runs = RunsProcessor(analytics, processor, RunsStats())
     ledger = offsets.OffsetLedger(topics.minutes.get_topic_name(), markers=undecodable.markers)
+    read_ahead = offsets.ReadAhead(settings, max_records=settings.sink_max_batch_rows,
+                                   wait_ms=int(settings.sink_max_batch_seconds * 1000))
 
     async def committed(tps: set[Any]) -> Mapping[Any, int | None]:
         return await offsets.group_committed(settings, app.conf.id, tps)
@@ -124,6 +128,7 @@ def build_pipeline(
         settings.sink_max_batch_seconds, committed,
         offsets.GapReader(settings, chunk_records=settings.sink_max_batch_rows),
         undecodable, ledger=ledger,
+        read_ahead=read_ahead,
     )
 
     @app.task
@@ -145,7 +150,7 @@ def build_pipeline(
         await stage.stop()
 
     return Pipeline(app=app, topics=topics, ingest=processor, stage=stage, analytics=analytics,
-                    runs=runs, undecodable=undecodable, ledger=ledger)
+                    runs=runs, undecodable=undecodable, ledger=ledger, read_ahead=read_ahead)
 
 
 def add_analytics(
@@ -226,6 +231,7 @@ def add_analytics(
 def worker_health(pipeline: Pipeline, settings: Settings) -> WorkerHealth:
     """Liveness and readiness of `pipeline`'s worker (see pipelines/health.py)."""
     stats, ledger, stage = pipeline.ingest.stats, pipeline.ledger, pipeline.stage
+    read_ahead = pipeline.read_ahead
     analytics_lag = ledger_lag(pipeline.app, ledger.topic, ledger.committable)
 
     def progress() -> int:
@@ -236,8 +242,9 @@ def worker_health(pipeline: Pipeline, settings: Settings) -> WorkerHealth:
         return {**stage.lag(), **analytics_lag()}
 
     def stopped_loops() -> dict[str, str]:
-        crashed = stage.crashed
-        return {} if crashed is None else {"ingest stage": f"{type(crashed).__name__}: {crashed}"}
+        loops = {"ingest stage": stage.crashed, "analytics read-ahead": read_ahead.crashed}
+        return {name: f"{type(crashed).__name__}: {crashed}"
+                for name, crashed in loops.items() if crashed is not None}
 
     return WorkerHealth(
         app=pipeline.app,

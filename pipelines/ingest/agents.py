@@ -28,7 +28,7 @@ from keywarden.kafka import kafka_errors
 from pipelines.ingest import offsets
 from pipelines.ingest.batches import UndecodableBatch, UndecodableBatches
 from pipelines.ingest.decode import DeadLetter, DeadLetterRecord, decode
-from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger, StalledTails
+from pipelines.ingest.offsets import Gap, GapReader, OffsetLedger, ReadAhead, StalledTails
 from pipelines.pricing import PricedRequest, price
 from pipelines.sinks.clickhouse import (
     DEAD_LETTER_COLUMNS,
@@ -219,13 +219,19 @@ def register_ledgered_agent(
     batch_seconds: float, committed_offsets: Committed, gap_reader: GapReader,
     undecodable: UndecodableBatches | None = None, settle_every: float = 1.0,
     ledger: OffsetLedger | None = None, catch_up_every: float = 2.0,
-    catch_up_after: float = 10.0,
+    catch_up_after: float = 10.0, read_ahead: ReadAhead | None = None,
 ) -> faust.types.AgentT:
     """Attach an agent over `source` to `app` that hands batches to `processor` in log order
     and commits only what it processed (the offset ledger). Batches the fetchers could not
     decode (reported to `undecodable`) are dead-lettered before the ledger moves past them, by
     the agent or a timer. An assigned partition whose ledger stands below the partition's end
-    for `catch_up_after` seconds (faust delivers none of it) is read directly."""
+    for `catch_up_after` seconds (faust delivers none of it) is read directly.
+
+    With `read_ahead`, a task reads the assigned partitions on from the ledger in `getmany`
+    batches and faust's own delivery of them is paused: faust hands records over one at a time,
+    each waiting for turns of an event loop other stages keep busy, and fell behind them. faust
+    still assigns the partitions (and so the tables' partitions), recovers the tables and commits
+    the ledger's offsets."""
 
     ledger = ledger or OffsetLedger(source.get_topic_name())
     batch_lock = asyncio.Lock()  # one batch, gap, catch-up or settlement at a time
@@ -327,6 +333,8 @@ def register_ledgered_agent(
     @app.on_before_shutdown.connect
     async def stop_gap_reader(app: faust.App, **_kw: Any) -> None:
         await gap_reader.stop()
+        if read_ahead is not None:
+            await read_ahead.stop()
 
     async def begin(tps: set[Any]) -> None:
         consumer = app.consumer
@@ -389,5 +397,85 @@ def register_ledgered_agent(
                 ledger.stored_through(tp, max(fresh_offsets) + 1)
         for tp, gap in gaps.items():
             await read_gap(tp, gap)
+
+    if read_ahead is not None:
+        @app.task
+        async def read_ahead_loop() -> None:
+            # mode swallows a RuntimeError (every aiokafka error is one) raised by an app task:
+            # the loop would be gone with the worker looking alive. The watchdog stops it instead.
+            try:
+                while not app.should_stop:
+                    await read_ahead_once()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:
+                read_ahead.crashed = error
+                log.critical("reading ahead stopped: %s: %s", type(error).__name__, error,
+                             exc_info=error)
+                raise
+
+        @app.on_partitions_revoked.connect
+        async def finish_batch_before_revoking(app: faust.App, *_args: Any, **_kw: Any) -> None:
+            # A batch read ahead is no faust event: faust's wait for its streams to go empty
+            # does not wait for it. Its state must be in the changelogs before the partitions
+            # go to another worker, which recovers them from there.
+            timeout = app.conf.broker_session_timeout / 2
+            try:
+                await asyncio.wait_for(batch_lock.acquire(), timeout)
+            except TimeoutError:
+                log.warning("a batch was still being processed %.0f s into a rebalance",
+                            timeout)
+                return
+            batch_lock.release()
+
+    read_failed = False  # the last read failed (one warning per outage)
+
+    async def read_ahead_once() -> None:
+        """Read the assigned partitions on from the ledger (one `ReadAhead` batch, waiting up
+        to `batch_seconds` for one), then process it under the batch lock, unless the ledger
+        moved meanwhile (a faust batch, a gap, a rebalance: then read again from there).
+        Stops faust's own delivery of the partitions: it would only bring records again."""
+        nonlocal read_failed
+        assert read_ahead is not None
+        if not settled():
+            await asyncio.sleep(batch_seconds)
+            return
+        assigned = {tp for tp in app.consumer.assignment() if tp.topic == ledger.topic}
+        try:
+            with kafka_errors("reading ahead"):
+                if any(not ledger.knows(tp) for tp in assigned):
+                    async with batch_lock:  # assigned, but nothing of it read yet
+                        new = {tp for tp in assigned if not ledger.knows(tp)}
+                        if new and settled():
+                            await begin(new)
+                positions = {tp: position for tp in assigned
+                             if (position := ledger.committable(tp)) is not None}
+                if not positions:
+                    await asyncio.sleep(batch_seconds)
+                    return
+                records, after = await read_ahead.read(positions)
+            async with batch_lock:
+                if not settled() or any(ledger.committable(tp) != position
+                                        for tp, position in positions.items()):
+                    read_ahead.forget()
+                    return
+                paused = app.consumer._paused_partitions  # noqa: SLF001
+                app.consumer.pause_partitions([tp for tp in positions if tp not in paused])
+                with kafka_errors("analysing runs read ahead"):
+                    if records:
+                        await processor.process([raw(record) for record in records])
+                    await settle_undecodable()  # one it stepped over, before the ledger passes
+                for tp, end in after.items():
+                    if end > positions[tp] and ledger.knows(tp):  # (else: reassigned meanwhile)
+                        ledger.stored_through(tp, end)
+                        offsets.offer_commit(app.consumer, tp)
+        except OSError as exc:  # KafkaUnavailable is an OSError: read again from the ledger
+            if not read_failed:
+                log.warning("reading ahead failed (%s); trying every second", exc)
+            read_failed = True
+            read_ahead.forget()
+            await asyncio.sleep(1.0)
+            return
+        read_failed = False
 
     return ingest
