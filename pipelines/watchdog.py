@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 log = logging.getLogger("pipelines.watchdog")
 
@@ -52,3 +52,20 @@ async def slow_step(name: str, warn_after: float = 15.0) -> AsyncIterator[None]:
         _running.pop(token, None)
         if handle is not None:
             handle.cancel()
+
+
+async def run_loop(name: str, run: Callable[[], Awaitable[None]],
+                   crashed: Callable[[BaseException], None]) -> None:
+    """Run one of the worker's own loops (an app task), recording how it stopped.
+
+    mode swallows a RuntimeError (every aiokafka error is one) raised by an app task: the loop
+    would be gone with the worker looking alive. `crashed` records the error instead, for the
+    worker's health check to call the worker dead (pipelines/worker.py `stopped_loops`)."""
+    try:
+        await run()
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:
+        crashed(error)
+        log.critical("%s stopped: %s: %s", name, type(error).__name__, error, exc_info=error)
+        raise

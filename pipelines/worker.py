@@ -46,6 +46,7 @@ from pipelines.rollups.tables import declare_tables
 from pipelines.rollups.warehouse import RollupRefresher
 from pipelines.sinks.clickhouse import DEAD_LETTER_COLUMNS, REQUEST_COLUMNS, ClickHouseSink
 from pipelines.topics import PipelineTopics, declare_topics
+from pipelines.watchdog import run_loop
 from schemas.pricing import PricingCatalog, load_catalog
 from schemas.topics import (
     TOPICS,
@@ -133,17 +134,8 @@ def build_pipeline(
 
     @app.task
     async def run_ingest_stage() -> None:
-        # mode swallows a RuntimeError (every aiokafka error is one) raised by an app task:
-        # the stage would be gone with the worker looking alive. The watchdog stops it instead.
-        try:
-            await stage.run()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:
-            stage.crashed = error
-            log.critical("the ingest stage stopped: %s: %s", type(error).__name__, error,
-                         exc_info=error)
-            raise
+        await run_loop("the ingest stage", stage.run,
+                       lambda error: setattr(stage, "crashed", error))
 
     @app.on_before_shutdown.connect
     async def stop_ingest_stage(app: faust.App, **_kw: Any) -> None:

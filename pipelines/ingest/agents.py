@@ -37,7 +37,7 @@ from pipelines.sinks.clickhouse import (
     now_version,
     request_row,
 )
-from pipelines.watchdog import slow_step
+from pipelines.watchdog import run_loop, slow_step
 from schemas.pricing import PricingCatalog
 
 log = logging.getLogger(__name__)
@@ -399,20 +399,14 @@ def register_ledgered_agent(
             await read_gap(tp, gap)
 
     if read_ahead is not None:
+        async def read_ahead_forever() -> None:
+            while not app.should_stop:
+                await read_ahead_once()
+
         @app.task
         async def read_ahead_loop() -> None:
-            # mode swallows a RuntimeError (every aiokafka error is one) raised by an app task:
-            # the loop would be gone with the worker looking alive. The watchdog stops it instead.
-            try:
-                while not app.should_stop:
-                    await read_ahead_once()
-            except asyncio.CancelledError:
-                raise
-            except BaseException as error:
-                read_ahead.crashed = error
-                log.critical("reading ahead stopped: %s: %s", type(error).__name__, error,
-                             exc_info=error)
-                raise
+            await run_loop("the analytics read-ahead", read_ahead_forever,
+                           lambda error: setattr(read_ahead, "crashed", error))
 
         @app.on_partitions_revoked.connect
         async def finish_batch_before_revoking(app: faust.App, *_args: Any, **_kw: Any) -> None:

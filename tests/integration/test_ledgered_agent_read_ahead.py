@@ -11,66 +11,26 @@ it, are processed once each. Without the read-ahead partition 1 is not processed
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from keywarden.settings import load_settings
-from pipelines.app import create_app, read_committed
-from pipelines.ingest.agents import RawRecord, register_ledgered_agent
-from pipelines.ingest.offsets import GapReader, OffsetLedger, ReadAhead, group_committed
-from tests.support.kafka import new_topic
+from pipelines.app import read_committed
+from tests.support.ledgered import ledgered_app
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-class Recorder:
-    """A processor that remembers what it was handed, per partition, in order."""
-
-    def __init__(self) -> None:
-        self.offsets: dict[int, list[int]] = {0: [], 1: []}
-
-    async def process(self, records: Sequence[RawRecord]) -> None:
-        for record in records:
-            self.offsets[record.partition].append(record.offset)
-
-    async def dead_letter_batches(self, batches: Sequence[Any]) -> None:
-        return None
-
-
-async def wait_until(condition: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds:.0f} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_read_ahead_processes_what_faust_does_not_deliver_once_in_log_order(
     kafka_broker, tmp_path
 ) -> None:
     read_committed()  # as the worker reads its runs (written in transactions)
-    settings = load_settings(kafka_bootstrap=kafka_broker.bootstrap, home=tmp_path,
-                             pipeline_store="memory://")
-    topic = await new_topic(settings, "read-ahead", partitions=2)
-    app = create_app(settings, f"kw-read-ahead-{uuid.uuid4().hex[:8]}")
-    source = app.topic(topic, partitions=2)
-    recorder = Recorder()
-    ledger = OffsetLedger(topic)
-
-    async def committed(tps: set[Any]) -> dict[Any, int | None]:
-        return await group_committed(settings, app.conf.id, tps)
-
-    register_ledgered_agent(app, source, "keywarden.test.read_ahead", recorder, batch_rows=50,
-                            batch_seconds=0.2, committed_offsets=committed,
-                            gap_reader=GapReader(settings, chunk_records=7), ledger=ledger,
-                            catch_up_every=0.5, catch_up_after=600.0,
-                            read_ahead=ReadAhead(settings, max_records=15))
-    app.finalize()
+    made = await ledgered_app(kafka_broker.bootstrap, tmp_path, "read-ahead",
+                              read_ahead_records=15, catch_up_after=600.0)
+    app, topic, recorder, ledger, committed = (made.app, made.topic, made.recorder, made.ledger,
+                                               made.committed)
     await app.start()
     plain = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     transactional = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap,
@@ -78,11 +38,7 @@ async def test_read_ahead_processes_what_faust_does_not_deliver_once_in_log_orde
     await plain.start()
     await transactional.start()
     try:
-        await wait_until(lambda: len(app.consumer.assignment()) >= 2 and not app.rebalancing,
-                         60, "both partitions assigned")
-        paused = next(tp for tp in app.consumer.assignment()
-                      if tp.topic == topic and tp.partition == 1)
-        app.consumer.pause_partitions([paused])  # faust fetches nothing more of partition 1
+        paused = await made.pause_when_assigned(1)  # faust fetches nothing more of it
 
         # partition 1: two transactions of 20 records; a commit marker follows each
         for first in (0, 20):
@@ -93,9 +49,9 @@ async def test_read_ahead_processes_what_faust_does_not_deliver_once_in_log_orde
         for i in range(40):
             await plain.send_and_wait(topic, f"a-{i}".encode(), partition=0)
 
-        await wait_until(lambda: len(recorder.offsets[0]) >= 40, 30, "partition 0")
-        await wait_until(lambda: len(recorder.offsets[1]) >= 40, 30,
-                         "partition 1, never delivered by faust, read ahead")
+        await wait_until_async(lambda: len(recorder.offsets[0]) >= 40, 30, "partition 0")
+        await wait_until_async(lambda: len(recorder.offsets[1]) >= 40, 30,
+                               "partition 1, never delivered by faust, read ahead")
         await asyncio.sleep(1.0)  # faust's own deliveries of partition 0 have come meanwhile
         assert recorder.offsets == {0: list(range(40)), 1: expected_1}
         assert ledger.committable(paused) == 42  # past the last marker
@@ -104,9 +60,8 @@ async def test_read_ahead_processes_what_faust_does_not_deliver_once_in_log_orde
         async def group_commit() -> int | None:
             return (await committed({paused}))[paused]
 
-        deadline = time.monotonic() + 20  # faust commits every second (broker_commit_interval)
-        while await group_commit() != 42 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        # faust commits every second (broker_commit_interval)
+        await wait_until_async(group_commit, 20, "the group's commit", done=lambda at: at == 42)
         assert await group_commit() == 42  # committed, though faust never delivered a record
     finally:
         await transactional.stop()
