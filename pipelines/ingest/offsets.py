@@ -152,17 +152,41 @@ class StalledTails:
 
 
 @dataclass
-class GapReader:
+class _DirectReader:
+    """Reads with a consumer of its own, outside the group (no commits, `read_committed`),
+    started at the first read."""
+
+    settings: Settings
+    _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
+
+    def _options(self) -> dict[str, Any]:
+        """The consumer's options beyond those every direct reader has."""
+        return {}
+
+    async def _ensure(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = make_consumer(group_id=None, settings=self.settings,
+                                     isolation_level="read_committed", **self._options())
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+
+
+@dataclass
+class GapReader(_DirectReader):
     """Reads an offset range of a source partition with its own consumer (no group, no commits).
 
     A range is read through `end` even when some offsets in it hold no record (transaction
     markers, compaction): the consumer's position, not the last record, says when it is done.
     While the broker is unreachable it keeps trying: the worker cannot go on without the range."""
 
-    settings: Settings
     chunk_records: int = 1000
     retry_seconds: float = 1.0
-    _consumer: AIOKafkaConsumer | None = None
 
     async def read(self, tp: Any, gap: Gap) -> AsyncIterator[list[Any]]:
         """Yield the records of `tp` in `gap`, in log order, at most `chunk_records` at a time."""
@@ -195,23 +219,12 @@ class GapReader:
         found = await consumer.end_offsets(list(wanted.values()))
         return {tp: found[partition] for tp, partition in wanted.items()}
 
-    async def _ensure(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = make_consumer(group_id=None, settings=self.settings,
-                                     max_poll_records=self.chunk_records,
-                                     isolation_level="read_committed")
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
-
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+    def _options(self) -> dict[str, Any]:
+        return {"max_poll_records": self.chunk_records}
 
 
 @dataclass
-class ReadAhead:
+class ReadAhead(_DirectReader):
     """Reads a topic's assigned partitions onwards from given positions, a batch of up to
     `max_records` records at a time, with its own consumer (no group, no commits,
     read_committed).
@@ -222,11 +235,9 @@ class ReadAhead:
     ingest stage instead of falling behind it and catching up at the end (docs/benchmarks.md,
     issue 16)."""
 
-    settings: Settings
     max_records: int = 5000
     wait_ms: int = 500
     crashed: BaseException | None = None  # set by whoever runs the reads when they raised
-    _consumer: AIOKafkaConsumer | None = None
     _at: dict[Any, int] = field(default_factory=dict)  # where the consumer stands, by partition
 
     def forget(self) -> None:
@@ -264,23 +275,10 @@ class ReadAhead:
         self._at = dict(after)
         return records, after
 
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
-
-    async def _ensure(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = make_consumer(group_id=None, settings=self.settings,
-                                     max_poll_records=self.max_records,
-                                     max_partition_fetch_bytes=self.settings
-                                     .pipeline_fetch_partition_bytes,
-                                     fetch_max_bytes=4 * self.settings
-                                     .pipeline_fetch_partition_bytes,
-                                     isolation_level="read_committed")
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
+    def _options(self) -> dict[str, Any]:
+        fetch = self.settings.pipeline_fetch_partition_bytes  # as the ingest stage fetches
+        return {"max_poll_records": self.max_records, "max_partition_fetch_bytes": fetch,
+                "fetch_max_bytes": 4 * fetch}
 
 
 async def group_committed(settings: Settings, group_id: str,
