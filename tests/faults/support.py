@@ -1,14 +1,20 @@
-"""Shared by the fault tests: databases reached through a proxy, per-key exact totals, rows."""
+"""Shared by the fault tests: databases reached through a proxy, per-key exact totals, rows, and
+killing a worker while traffic arrives."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from keywarden.kafka import make_producer
+from keywarden.settings import Settings
+from schemas import topics
 from schemas.events.request import RequestEvent
 from tests.support.analytics import cost, query
+from tests.support.pipeline import PipelineProcess
+from tests.support.waiting import wait_until_async
 
 
 def via_port(url: str, port: int) -> str:
@@ -47,3 +53,58 @@ async def distinct_ids(url: str, keys: Iterable[str]) -> tuple[int, int]:
         query, url, "SELECT uniqExact(event_id), count() FROM request_events FINAL "
         "WHERE wrapped_key_id IN {keys:Array(String)}", keys=sorted(keys))
     return int(rows[0][0]), int(rows[0][1])
+
+
+async def kill_mid_stream(worker: PipelineProcess, settings: Settings,
+                          events: Sequence[RequestEvent], url: str, *, start: int, mark: int,
+                          end: int, rate: float = 400) -> int:
+    """SIGKILL `worker` while traffic is arriving; returns the distinct events stored just after.
+
+    Waits until `worker` has stored `events[:start]` (all produced before), then produces
+    `events[start:end]` at `rate` events/s and kills the worker once `mark` are stored (checked
+    every 0.1 s). The worker is then busy with events as they arrive. The last part, from halfway
+    between `mark` and `end`, is produced only after the kill, so the kill lands before the end of
+    the stream however fast the worker is."""
+    keys = sorted({event.wrapped_key_id for event in events})
+
+    async def wait_stored(count: int, what: str) -> None:
+        async def stored_enough() -> bool:
+            return (await distinct_ids(url, keys))[0] >= count
+
+        try:
+            await wait_until_async(stored_enough, 120, f"{count} events {what}", interval=0.1)
+        except AssertionError:
+            print(worker.log())
+            raise
+
+    hold = mark + (end - mark) // 2
+    killed = asyncio.Event()
+
+    async def trickle() -> None:
+        step = max(1, int(rate / 10))
+        for first in range(start, end, step):
+            if first + step > hold:
+                await killed.wait()
+            acks = [await producer.send(topics.REQUESTS, event.to_json_bytes(),
+                                        key=event.wrapped_key_id.encode())
+                    for event in events[first:first + step]]
+            await asyncio.gather(*acks)
+            await asyncio.sleep(0.1)
+
+    await wait_stored(start, "stored before the traffic")
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        traffic = asyncio.create_task(trickle())
+        try:
+            await wait_stored(mark, "stored")
+        except BaseException:
+            traffic.cancel()
+            raise
+        worker.kill()
+        killed_at = (await distinct_ids(url, keys))[0]
+        killed.set()
+        await traffic
+    finally:
+        await producer.stop()
+    return killed_at

@@ -15,6 +15,7 @@ from keywarden.settings import load_settings
 from keywarden.synthetic import produce
 from schemas import topics
 from schemas.events.request import Provider, Usage
+from tests.faults.support import distinct_ids, kill_mid_stream
 from tests.support.analytics import (
     Key,
     cost,
@@ -53,21 +54,12 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     env = {"KEYWARDEN_SINK_MAX_BATCH_ROWS": "100",
            "KEYWARDEN_PIPELINE_SESSION_TIMEOUT_SECONDS": "6"}  # the killed member leaves fast
     worker = run_pipeline(warehouse_db, app_id=app_id, **env)
-    assert await produce(events, settings) == len(events)
-
-    async def stored_count() -> int:
-        rows = await asyncio.to_thread(
-            query, warehouse_db, "SELECT uniqExact(event_id) FROM request_events "
-            "WHERE wrapped_key_id IN {keys:Array(String)}", keys=sorted(names))
-        return int(rows[0][0])
-
-    async def partly_stored() -> bool:
-        return await stored_count() >= len(events) // 3
-
-    await wait_for(partly_stored, 120, "a third of the events stored")
-    worker.kill()  # SIGKILL: no flush, no commit
-    killed_at = await stored_count()
-    assert killed_at < len(events), "the worker finished before it was killed"
+    # A sixth of the stream first; the rest arrives at a steady rate, and the worker is killed
+    # when a third is stored.
+    total = len(events)
+    assert await produce(events[:total // 6], settings) == total // 6
+    killed_at = await kill_mid_stream(worker, settings, events, warehouse_db,
+                                      start=total // 6, mark=total // 3, end=total)
 
     worker.start()  # same app id: same consumer group, state recovered from the changelogs
     # A gateway retry after the restart: the same events (same ids) again, then a marker.
@@ -76,7 +68,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     expected = [*events, marker]
 
     async def all_stored() -> bool:
-        return await stored_count() == len(expected)
+        return (await distinct_ids(warehouse_db, names))[0] == len(expected)
 
     await wait_for(all_stored, 180, f"{len(expected)} distinct stored events")
     inserted = await asyncio.to_thread(

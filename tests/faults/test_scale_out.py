@@ -15,7 +15,7 @@ from keywarden.kafka import ensure_topics, make_admin
 from keywarden.settings import Settings, load_settings
 from keywarden.synthetic import produce
 from schemas.events.request import Provider, Usage
-from tests.faults.support import distinct_ids, exact_totals, stored_totals
+from tests.faults.support import distinct_ids, exact_totals, kill_mid_stream, stored_totals
 from tests.support.analytics import Key, latest_spend, unique, wait_for
 
 pytestmark = pytest.mark.slow
@@ -68,15 +68,12 @@ async def test_survivor_takes_over_a_killed_workers_partitions_exactly(
     except AssertionError:
         print(survivor.log(), victim.log())
         raise
-    assert await produce(events, settings) == len(events)
-
-    async def a_third_stored() -> bool:
-        return (await distinct_ids(warehouse_db, names))[0] >= len(events) // 3
-
-    await wait_for(a_third_stored, 90, "a third of the events stored")
-    victim.kill()
-    at_kill = (await distinct_ids(warehouse_db, names))[0]
-    assert at_kill < len(events), "the workers finished before the kill"
+    # A sixth of the stream first; the rest arrives at a steady rate, and the victim is killed
+    # when a third is stored.
+    total = len(events)
+    assert await produce(events[:total // 6], settings) == total // 6
+    at_kill = await kill_mid_stream(victim, settings, events, warehouse_db,
+                                    start=total // 6, mark=total // 3, end=total)
 
     expected = exact_totals(events)
 
