@@ -190,7 +190,8 @@ class Settings(BaseSettings):
     )
     pipeline_stall_seconds: float = Field(
         default=300.0, gt=0,
-        description="liveness fails when the worker is behind and stores nothing for this long",
+        description="liveness fails when the worker is behind and stores nothing for this long; "
+                    "a table restore that reads nothing for this long stops the worker",
     )
     pipeline_shutdown_timeout_seconds: float = Field(
         default=45.0, gt=0,

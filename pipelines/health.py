@@ -39,8 +39,14 @@ class HealthReport:
 
     @property
     def fatal(self) -> bool:
-        """A dead fetcher, agent or loop: the process cannot recover by itself."""
-        return any(p.startswith(("fetcher", "agent", "loop", "app")) for p in self.problems)
+        """A dead fetcher, agent or loop, or a stalled state recovery: the process cannot
+        recover by itself."""
+        return any(p.startswith(("fetcher", "agent", "loop", "app", "state recovery"))
+                   for p in self.problems)
+
+
+def not_recovering() -> tuple[int, int] | None:
+    return None
 
 
 @dataclass
@@ -52,7 +58,12 @@ class WorkerHealth:
     `stuck_step()` the batch step running longest and for how long (pipelines/watchdog.py);
     `stopped_loops()` the worker's own consuming loops outside faust (the ingest stage, the
     analytics read-ahead) that have died: name -> reason. Nobody restarts them, so one is dead
-    as soon as it stops."""
+    as soon as it stops;
+    `recovery()`, while the worker restores its tables from their changelogs, the changelog
+    records still to read and a number that grows as they are read (None when not restoring).
+    A restore that reads nothing for `stall_seconds` is fatal: the worker takes no part in the
+    analytics until it ends, and faust only logs the wait (seen once in the scale-out fault
+    test, docs/benchmarks.md), so a new process, which starts the restore anew, is the way on."""
 
     app: Any
     lag: Callable[[], Mapping[Any, int | None]]
@@ -62,7 +73,9 @@ class WorkerHealth:
     clock: Callable[[], float] = time.monotonic
     stuck_step: Callable[[float], tuple[str, float] | None] = oldest_step
     stopped_loops: Callable[[], Mapping[str, str]] = dict
+    recovery: Callable[[], tuple[int, int] | None] = not_recovering
     _last_progress: int | None = None
+    _recovery_read: tuple[int, float] | None = None  # (records read, since when)
     _progress_at: float = 0.0
     _down_since: dict[str, float] = field(default_factory=dict)
 
@@ -106,6 +119,7 @@ class WorkerHealth:
         elif now - self._progress_at >= self.stall_seconds:
             problems.append(f"lag stalled: {behind} records behind, nothing stored for "
                             f"{now - self._progress_at:.0f} s")
+        problems += self._recovery_stalled(now)
         stuck = self.stuck_step(now)
         if stuck is not None and stuck[1] >= self.stall_seconds and not any(
                 p.startswith("lag stalled") for p in problems):
@@ -116,6 +130,20 @@ class WorkerHealth:
 
         live = not problems
         return HealthReport(live=live, ready=live and assigned, problems=problems)
+
+    def _recovery_stalled(self, now: float) -> list[str]:
+        recovering = self.recovery()
+        if recovering is None or not recovering[0]:
+            self._recovery_read = None
+            return []
+        remaining, read = recovering
+        if self._recovery_read is None or self._recovery_read[0] != read:
+            self._recovery_read = (read, now)
+        waited = now - self._recovery_read[1]
+        if waited < self.stall_seconds:
+            return []
+        return [f"state recovery stalled: {remaining} changelog records to read, none read for "
+                f"{waited:.0f} s"]
 
 
 def _consumer_assigned(app: Any) -> bool:

@@ -238,12 +238,20 @@ def worker_health(pipeline: Pipeline, settings: Settings) -> WorkerHealth:
         return {name: f"{type(crashed).__name__}: {crashed}"
                 for name, crashed in loops.items() if crashed is not None}
 
+    def recovery() -> tuple[int, int] | None:
+        restore = pipeline.app.tables.recovery
+        if not getattr(restore, "in_recovery", False):
+            return None
+        return (restore.active_remaining_total(),
+                sum(offset for offset in restore.active_offsets.values() if offset is not None))
+
     return WorkerHealth(
         app=pipeline.app,
         lag=lag,
         progress=progress,
         stall_seconds=settings.pipeline_stall_seconds,
         stopped_loops=stopped_loops,
+        recovery=recovery,
     )
 
 
