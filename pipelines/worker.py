@@ -40,6 +40,7 @@ from pipelines.ingest.agents import (
     register_ledgered_agent,
 )
 from pipelines.ingest.stage import IngestStage
+from pipelines.ingest.written import WrittenRuns
 from pipelines.registry import RegistryView
 from pipelines.rollups.state import KeyStateStore
 from pipelines.rollups.tables import declare_tables
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 
 # The exit status of a worker that stopped itself because it was no longer consuming.
 EXIT_NOT_CONSUMING = 70
+# Committed runs held for the analytics stage, in batches' worth of events: the analytics stage
+# reads a batch's runs while the next few batches are stored; past that, it decodes them.
+WRITTEN_RUNS_BATCHES = 4
 
 
 @dataclass
@@ -111,12 +115,14 @@ def build_pipeline(
     # transaction markers (offsets without a record) to the offset ledger.
     undecodable = batches.UndecodableBatches()
     batches.install(undecodable)
+    # the runs the ingest stage committed, taken by the analytics stage without decoding them
+    written = WrittenRuns(max_events=WRITTEN_RUNS_BATCHES * settings.sink_max_batch_rows)
     stage = IngestStage(settings, processor, undecodable, group_id=f"{app.conf.id}.ingest",
                         runs_topic=topics.minutes.get_topic_name(),
                         batch_rows=settings.sink_max_batch_rows,
-                        batch_seconds=settings.sink_max_batch_seconds)
+                        batch_seconds=settings.sink_max_batch_seconds, written=written)
     analytics = add_analytics(app, topics, settings, processor, client)
-    runs = RunsProcessor(analytics, processor, RunsStats())
+    runs = RunsProcessor(analytics, processor, RunsStats(), written=written)
     ledger = offsets.OffsetLedger(topics.minutes.get_topic_name(), markers=undecodable.markers)
     read_ahead = offsets.ReadAhead(settings, max_records=settings.sink_max_batch_rows,
                                    wait_ms=int(settings.sink_max_batch_seconds * 1000))
@@ -271,6 +277,9 @@ def worker_counters(pipeline: Pipeline) -> dict[str, tuple[str, float]]:
                                                    pipeline.runs.stats.received),
         "keywarden_pipeline_events_analysed_total": ("Events counted through the runs.",
                                                      pipeline.runs.stats.analysed),
+        "keywarden_pipeline_runs_taken_as_written_total": (
+            "Runs the analytics stage took as this process wrote them, without decoding.",
+            pipeline.runs.written.hits if pipeline.runs.written is not None else 0),
         "keywarden_pipeline_ingest_transactions_total": (
             "Kafka transactions committed by the ingest stage (runs + source offsets).",
             pipeline.stage.stats.transactions),

@@ -14,6 +14,7 @@ from pipelines.detect.agents import AnalyticsStep
 from pipelines.ingest.agents import IngestProcessor, RawRecord
 from pipelines.ingest.batches import UndecodableBatch
 from pipelines.ingest.decode import DeadLetter
+from pipelines.ingest.written import WrittenRuns
 from schemas.events.usage_minute import UsageMinute
 
 # Runs decoded between two turns of the event loop (~15 events each: a few ms); a read-ahead
@@ -32,12 +33,21 @@ class RunsProcessor:
     step: AnalyticsStep
     dead_letters: IngestProcessor
     stats: RunsStats
+    written: WrittenRuns | None = None  # runs this process wrote (pipelines/ingest/written.py)
 
     async def process(self, records: Sequence[RawRecord]) -> None:
         runs: list[UsageMinute] = []
         bad: list[tuple[RawRecord, DeadLetter]] = []
-        for index, record in enumerate(records):
-            if index and not index % DECODE_SLICE:
+        written = self.written
+        decoded = 0
+        for record in records:
+            run = (written.take(record.topic, record.partition, record.offset)
+                   if written is not None else None)
+            if run is not None:
+                runs.append(run)
+                continue
+            decoded += 1
+            if not decoded % DECODE_SLICE:
                 await asyncio.sleep(0)
             try:
                 runs.append(UsageMinute.decode(record.value or b""))

@@ -60,10 +60,24 @@ async def test_liveness_fails_while_the_lag_stalls_and_passes_once_it_moves_agai
         await wait_for(lambda: probe("/healthz", 200), 30, "liveness to pass again")
         status, metrics = await asyncio.to_thread(worker.probe, "/metrics")
         assert status == 200
-        stored = next(float(line.split()[-1]) for line in metrics.splitlines()
-                      if line.startswith("keywarden_pipeline_records_stored_total "))
-        assert stored >= 10
+        assert _counter(metrics, "keywarden_pipeline_records_stored_total") >= 10
+
+        async def runs_analysed() -> str:
+            found = (await asyncio.to_thread(worker.probe, "/metrics"))[1]
+            return found if _counter(found, "keywarden_pipeline_runs_analysed_total") else ""
+
+        # The analytics stage took the runs this worker wrote as written, not decoded again
+        # (pipelines/ingest/written.py); a run it read before its transaction's commit returned
+        # here, if any, was decoded.
+        metrics = await wait_for(runs_analysed, 60, "the runs analysed")
+        taken = _counter(metrics, "keywarden_pipeline_runs_taken_as_written_total")
+        assert 0 < taken <= _counter(metrics, "keywarden_pipeline_runs_analysed_total")
         worker.stop()  # while ClickHouse is still reachable through the proxy: a clean exit
+
+
+def _counter(metrics: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in metrics.splitlines()
+                if line.startswith(f"{name} "))
 
 
 async def _stored(url: str, key: Key, count: int) -> bool:

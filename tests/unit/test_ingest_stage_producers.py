@@ -70,10 +70,15 @@ async def test_a_transactions_runs_go_in_few_producer_batches_in_order_and_none_
 
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=4096)
     runs = [_Run(index, 400) for index in range(30)]  # 12 KB: more than one 4 KiB batch
-    batches = stage_module._run_batches(producer, runs)
-    assert 3 <= len(batches) <= 4
-    assert _decoded(batches) == [(r.wrapped_key_id.encode(), r.encode()) for r in runs]
+    parts = stage_module._run_batches(producer, runs)
+    assert 3 <= len(parts) <= 4
+    assert _decoded([batch for batch, _ in parts]) == [
+        (r.wrapped_key_id.encode(), r.encode()) for r in runs]
+    # each batch names its runs, in order (where the ingest stage says its runs landed)
+    assert [index for _, members in parts for index in members] == list(range(len(runs)))
     # A run larger than a batch gets a batch of its own (an empty batch takes any one record).
     big = [_Run(1, 400), _Run(2, 8000), _Run(3, 400)]
-    batches = stage_module._run_batches(producer, big)
-    assert _decoded(batches) == [(r.wrapped_key_id.encode(), r.encode()) for r in big]
+    parts = stage_module._run_batches(producer, big)
+    assert _decoded([batch for batch, _ in parts]) == [
+        (r.wrapped_key_id.encode(), r.encode()) for r in big]
+    assert [members for _, members in parts] == [[0], [1], [2]]
