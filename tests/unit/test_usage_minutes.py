@@ -128,3 +128,19 @@ def test_a_damaged_run_is_refused_with_a_reason() -> None:
                     raw.replace(b"minute.v2", b"minute.v9"), raw[:-3], b"[]"):
         with pytest.raises(ValueError):
             UsageMinute.decode(damaged)
+
+
+def test_the_aggregate_id_is_the_uuid5_of_the_runs_source() -> None:
+    import uuid
+
+    from schemas.events.usage_minute import _NAMESPACE
+
+    for index, key in enumerate(["wk_a", "wk-ünïcode-ключ", "x" * 128]):
+        run = UsageMinute(wrapped_key_id=key, minute=START.replace(second=0, microsecond=0),
+                          key_scope="s", tags=KeyTags(), source_topic="llm.requests.v1",
+                          source_partition=index, first_offset=10 ** index,
+                          last_offset=10 ** index + 7)
+        name = (f"llm.requests.v1|{index}|{10 ** index}|{10 ** index + 7}|{key}|"
+                f"{START:%Y-%m-%dT%H:%M}")
+        assert run.aggregate_text() == str(uuid.uuid5(_NAMESPACE, name))
+        assert run.aggregate_id == uuid.uuid5(_NAMESPACE, name)
