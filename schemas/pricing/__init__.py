@@ -57,11 +57,11 @@ class PricingStatus(StrEnum):
     NOT_BILLABLE = "not_billable"  # no tokens were used (refused, failed before usage): cost 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x, once per event
 class Priced:
-    """The result of pricing one request, with its provenance. A dataclass, not a pydantic
-    model: the pipeline makes one per event, and building a model (even with
-    `model_construct`) cost more than the whole compiled cost rule (issue 16)."""
+    """The result of pricing one request, with its provenance (treat as immutable). A
+    dataclass, not a pydantic model: the pipeline makes one per event, and building a model
+    (even with `model_construct`) cost more than the whole compiled cost rule (issue 16)."""
 
     status: PricingStatus
     cost_usd: Decimal | None
