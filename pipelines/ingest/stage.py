@@ -360,7 +360,7 @@ class IngestStage:
                      for batch, _ in parts]
             await producer.send_offsets_to_transaction(
                 {tp: OffsetAndMetadata(position, "")}, self.group_id)
-            written = await asyncio.gather(*sends)
+            landed = await asyncio.gather(*sends)  # each batch's metadata: its base offset
             await producer.commit_transaction()
         except BaseException:
             try:
@@ -375,7 +375,7 @@ class IngestStage:
         if self.written is not None:  # committed: the runs are on the topic where it says
             self.written.add(self.runs_topic, tp.partition, (
                 (metadata.offset, [runs[index] for index in members])
-                for metadata, (_, members) in zip(written, parts, strict=True)))
+                for metadata, (_, members) in zip(landed, parts, strict=True)))
 
     def lag(self) -> dict[TopicPartition, int | None]:
         """Per assigned source partition: highwater minus the offset committed with its runs
@@ -409,11 +409,10 @@ class IngestStage:
 
 def _run_batches(producer: AIOKafkaProducer, runs: Sequence[Any]
                  ) -> list[tuple[Any, list[int]]]:
-    """The runs in as few producer batches as hold them, in order, each with the indexes of its
-    runs: one `send_batch` each
-    instead of one `send()` per run. A `send()` per run cost a coroutine chain each, and with
-    16 KiB batches the producer's wait for each full one to drain: 0.1-0.5 s for ~330 runs,
-    against a few ms for the rest of the transaction (issue 16)."""
+    """The runs in as few producer batches as hold them, in order, each batch with the indexes
+    of its runs: one `send_batch` each instead of one `send()` per run. A `send()` per run cost
+    a coroutine chain each, and with 16 KiB batches the producer's wait for each full one to
+    drain: 0.1-0.5 s for ~330 runs, against a few ms for the rest of the transaction (issue 16)."""
     parts, left_out = fill_batches(
         producer, [(run.wrapped_key_id.encode(), run.encode()) for run in runs])
     if left_out:

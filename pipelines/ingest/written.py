@@ -24,6 +24,9 @@ from schemas.events.usage_minute import UsageMinute
 
 @dataclass
 class WrittenRuns:
+    """Committed runs by (runs topic, partition, offset), holding at most `max_events` events;
+    `hits` counts the runs taken."""
+
     max_events: int
     hits: int = 0
     _runs: dict[tuple[str, int, int], UsageMinute] = field(default_factory=dict)

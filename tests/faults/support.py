@@ -81,14 +81,16 @@ async def kill_mid_stream(worker: PipelineProcess, settings: Settings,
     killed = asyncio.Event()
 
     async def trickle() -> None:
-        step = max(1, int(rate / 10))
-        for first in range(start, end, step):
-            if first + step > hold:
+        step, first = max(1, int(rate / 10)), start
+        while first < end:
+            if first >= hold:
                 await killed.wait()
+            last = min(first + step, hold if first < hold else end)
             acks = [await producer.send(topics.REQUESTS, event.to_json_bytes(),
                                         key=event.wrapped_key_id.encode())
-                    for event in events[first:first + step]]
+                    for event in events[first:last]]
             await asyncio.gather(*acks)
+            first = last
             await asyncio.sleep(0.1)
 
     await wait_stored(start, "stored before the traffic")
