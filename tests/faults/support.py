@@ -8,9 +8,8 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from keywarden.kafka import make_producer
 from keywarden.settings import Settings
-from schemas import topics
+from keywarden.synthetic import produce
 from schemas.events.request import RequestEvent
 from tests.support.analytics import cost, query
 from tests.support.pipeline import PipelineProcess
@@ -61,10 +60,10 @@ async def kill_mid_stream(worker: PipelineProcess, settings: Settings,
     """SIGKILL `worker` while traffic is arriving; returns the distinct events stored just after.
 
     Waits until `worker` has stored `events[:start]` (all produced before), then produces
-    `events[start:end]` at `rate` events/s and kills the worker once `mark` are stored (checked
-    every 0.1 s). The worker is then busy with events as they arrive. The last part, from halfway
-    between `mark` and `end`, is produced only after the kill, so the kill lands before the end of
-    the stream however fast the worker is."""
+    `events[start:end]` at about `rate` events/s and kills the worker once `mark` are stored
+    (checked every 0.1 s). The worker is then busy with events as they arrive. The last part,
+    from halfway between `mark` and `end`, is produced only after the kill, so the kill lands
+    before the end of the stream however fast the worker is."""
     keys = sorted({event.wrapped_key_id for event in events})
 
     async def wait_stored(count: int, what: str) -> None:
@@ -86,27 +85,19 @@ async def kill_mid_stream(worker: PipelineProcess, settings: Settings,
             if first >= hold:
                 await killed.wait()
             last = min(first + step, hold if first < hold else end)
-            acks = [await producer.send(topics.REQUESTS, event.to_json_bytes(),
-                                        key=event.wrapped_key_id.encode())
-                    for event in events[first:last]]
-            await asyncio.gather(*acks)
+            assert await produce(events[first:last], settings) == last - first
             first = last
             await asyncio.sleep(0.1)
 
     await wait_stored(start, "stored before the traffic")
-    producer = make_producer(settings)
-    await producer.start()
+    traffic = asyncio.create_task(trickle())
     try:
-        traffic = asyncio.create_task(trickle())
-        try:
-            await wait_stored(mark, "stored")
-        except BaseException:
-            traffic.cancel()
-            raise
-        worker.kill()
-        killed_at = (await distinct_ids(url, keys))[0]
-        killed.set()
-        await traffic
-    finally:
-        await producer.stop()
+        await wait_stored(mark, "stored")
+    except BaseException:
+        traffic.cancel()
+        raise
+    worker.kill()
+    killed_at = (await distinct_ids(url, keys))[0]
+    killed.set()
+    await traffic
     return killed_at
